@@ -1,0 +1,38 @@
+# reddiff_bench: `make demo` runs the offline comparison, `make test` the fast test suite.
+# Both create .venv/ on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# torch and torchvision must be a pair built for each other: this pair installs together on
+# the project's machines (x86-64, Python 3.11; the CUDA build, which also runs on CPU).
+TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
+
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install demo test test-all gmm-quick gmm clean-outputs
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet $(TORCH_PAIR)
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## The default comparison on the offline exact prior (CPU, a few minutes at most).
+demo: install
+	$(PY) -m reddiff_bench -m +experiment=demo
+
+## Fast suite (slow tests excluded).
+test: install
+	$(PY) -m pytest -q -m "not slow" tests
+
+## Everything, slow tests included.
+test-all: install
+	$(PY) -m pytest -q tests
+
+clean-outputs:
+	rm -rf outputs/runs outputs/multirun outputs/demo

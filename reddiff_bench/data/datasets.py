@@ -1,0 +1,93 @@
+"""Datasets yield ``(image_id, x)`` with ``x`` a 3xHxW float32 tensor in [-1, 1], in a fixed order.
+
+``image_id`` is a stable string (it seeds the image's measurement and solver randomness and keys
+its row), so results do not depend on batch size or on which images ran before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from .photos import HELDOUT_PHOTOS, crop_positions, photo_tensor
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".JPEG", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class PhotoCrops:
+    """Random ``size`` x ``size`` crops of the held-out scikit-image photos (offline, no prior saw
+    them), spread evenly over the photos; positions are drawn from ``seed``."""
+
+    def __init__(self, size: int = 16, num_images: int = 8, scale: float = 0.5,
+                 photos: list[str] | tuple[str, ...] = HELDOUT_PHOTOS, seed: int = 0):
+        self.name = f"photos{size}"
+        self.size, self.scale = int(size), float(scale)
+        generator = torch.Generator().manual_seed(seed)
+        photos = list(photos)
+        self.items: list[tuple[str, int, int]] = []
+        counts = [num_images // len(photos) + (1 if i < num_images % len(photos) else 0) for i in range(len(photos))]
+        for name, count in zip(photos, counts):
+            image = photo_tensor(name, self.scale)
+            for r, c in crop_positions(image.shape[1], image.shape[2], self.size, count, generator):
+                self.items.append((name, r, c))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[str, Tensor]:
+        name, r, c = self.items[index]
+        image = photo_tensor(name, self.scale)
+        return f"{name}_r{r:04d}_c{c:04d}", image[:, r : r + self.size, c : c + self.size].clone()
+
+
+def load_image(path: Path, size: int) -> Tensor:
+    """ADM preprocessing: resize the shorter side to ``size`` (bicubic, antialiased), centre crop."""
+    from PIL import Image, UnidentifiedImageError
+    import torchvision.transforms.functional as TF
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im = TF.resize(im, size, interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+            im = TF.center_crop(im, [size, size])
+            x = TF.pil_to_tensor(im).float() / 127.5 - 1.0
+    except (UnidentifiedImageError, OSError) as err:
+        raise ConfigError(f"cannot read image {path}: {err}. Remove or replace the file, or set "
+                          f"dataset.skip_unreadable=true to record it as a failed row and go on.") from err
+    return x.clamp(-1, 1)
+
+
+class ImageFolder:
+    """Images under ``root`` (recursively, sorted by relative path), the first ``num_images``."""
+
+    def __init__(self, root: str, size: int = 256, num_images: int | None = None, name: str = "image_folder",
+                 file_list: str | None = None, skip_unreadable: bool = False):
+        self.name = name
+        self.root = Path(root).expanduser()
+        self.size = int(size)
+        self.skip_unreadable = skip_unreadable
+        if not self.root.is_dir():
+            raise ConfigError(f"dataset {name!r}: image folder {self.root} does not exist. Put the images "
+                              f"there or point dataset.root at them (e.g. dataset.root=/data/{name}).")
+        if file_list is not None:
+            listing = Path(file_list).expanduser()
+            if not listing.is_file():
+                raise ConfigError(f"dataset {name!r}: file list {listing} does not exist (dataset.file_list).")
+            files = [self.root / line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+        else:
+            files = sorted(p for p in self.root.rglob("*") if p.suffix in IMAGE_EXTENSIONS and p.is_file())
+        if not files:
+            raise ConfigError(f"dataset {name!r}: no images ({', '.join(IMAGE_EXTENSIONS)}) under {self.root}.")
+        self.files = files[: num_images] if num_images else files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def image_id(self, index: int) -> str:
+        return str(self.files[index].relative_to(self.root).with_suffix("")).replace("/", "__")
+
+    def __getitem__(self, index: int) -> tuple[str, Tensor]:
+        return self.image_id(index), load_image(self.files[index], self.size)

@@ -1,0 +1,105 @@
+"""The discrete-time variance-preserving (VP) diffusion schedule shared by priors and solvers.
+
+``x_t = alpha_t x0 + sigma_t eps`` with ``alpha_t = sqrt(abar_t)``, ``sigma_t = sqrt(1 - abar_t)``,
+``abar_t = prod_{s<=t} (1 - beta_s)`` and ``t`` an integer in ``0..T-1``. This is the only place
+where ``x0`` and ``eps`` predictions are converted into each other.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+class VPSchedule(torch.nn.Module):
+    """A VP noise schedule given by its betas (index ``t`` = ``t``-th forward step, 0-based)."""
+
+    def __init__(self, betas: Tensor):
+        super().__init__()
+        betas = torch.as_tensor(betas, dtype=torch.float64)
+        if betas.ndim != 1 or not bool(((betas > 0) & (betas < 1)).all()):
+            raise ValueError("betas must be a 1-D tensor with values in (0, 1)")
+        abar = torch.cumprod(1.0 - betas, dim=0)
+        self.register_buffer("betas", betas, persistent=False)
+        self.register_buffer("abar", abar, persistent=False)
+
+    @classmethod
+    def linear(cls, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "VPSchedule":
+        """ADM / DDPM linear betas; like guided-diffusion, the endpoints are given for T=1000 and
+        rescaled by ``1000 / num_steps`` for other T."""
+        scale = 1000.0 / num_steps
+        return cls(torch.linspace(beta_start * scale, beta_end * scale, num_steps, dtype=torch.float64))
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.abar.shape[0])
+
+    def _gather(self, values: Tensor, t: Tensor, like: Tensor | None) -> Tensor:
+        t = torch.as_tensor(t, device=values.device).long()
+        out = values[t]
+        if like is None:
+            return out
+        out = out.to(device=like.device, dtype=like.dtype)
+        return out.reshape(out.shape + (1,) * (like.ndim - out.ndim))
+
+    def abar_t(self, t: Tensor, like: Tensor | None = None) -> Tensor:
+        return self._gather(self.abar, t, like)
+
+    def alpha(self, t: Tensor, like: Tensor | None = None) -> Tensor:
+        """``sqrt(abar_t)``, reshaped to broadcast against ``like`` when given."""
+        return self._gather(self.abar.sqrt(), t, like)
+
+    def sigma(self, t: Tensor, like: Tensor | None = None) -> Tensor:
+        """``sqrt(1 - abar_t)``, reshaped to broadcast against ``like`` when given."""
+        return self._gather((1.0 - self.abar).sqrt(), t, like)
+
+    def x0_from_eps(self, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        return (x_t - self.sigma(t, x_t) * eps) / self.alpha(t, x_t)
+
+    def eps_from_x0(self, x_t: Tensor, t: Tensor, x0: Tensor) -> Tensor:
+        return (x_t - self.alpha(t, x_t) * x0) / self.sigma(t, x_t)
+
+    def add_noise(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        return self.alpha(t, x0) * x0 + self.sigma(t, x0) * eps
+
+    def timesteps(self, num_steps: int) -> list[int]:
+        """``num_steps`` evenly spaced timesteps in descending order, ending at 0:
+        ``t_i = i * (T // num_steps)`` for ``i = num_steps-1 .. 0`` (the RED-diff/DDIM spacing)."""
+        if not 1 <= num_steps <= self.num_steps:
+            raise ValueError(f"num_steps must be in 1..{self.num_steps}, got {num_steps}")
+        skip = self.num_steps // num_steps
+        return [i * skip for i in range(num_steps - 1, -1, -1)]
+
+    def log_snr(self, t: Tensor) -> Tensor:
+        abar = self.abar_t(t)
+        return torch.log(abar) - torch.log1p(-abar)
+
+
+def seed_from(*parts: object) -> int:
+    """A stable 63-bit seed from any printable parts (independent of PYTHONHASHSEED)."""
+    import hashlib
+
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def make_generator(*parts: object) -> torch.Generator:
+    """A CPU generator seeded from ``parts`` (e.g. run seed, stream name, image id)."""
+    return torch.Generator(device="cpu").manual_seed(seed_from(*parts))
+
+
+def randn_per_sample(generators: list[torch.Generator], shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """Stack one standard normal draw of ``shape`` per generator; drawn on the CPU so the numbers
+    do not depend on the device, then moved to ``like``'s device and dtype."""
+    draws = [torch.randn(shape, generator=g, dtype=torch.float32) for g in generators]
+    return torch.stack(draws).to(device=like.device, dtype=like.dtype)
+
+
+def rand_per_sample(generators: list[torch.Generator], shape: tuple[int, ...], like: Tensor) -> Tensor:
+    draws = [torch.rand(shape, generator=g, dtype=torch.float32) for g in generators]
+    return torch.stack(draws).to(device=like.device, dtype=like.dtype)
+
+
+LOG_2PI = math.log(2 * math.pi)

@@ -1,0 +1,79 @@
+"""Cost accounting: wall time and peak memory of a solve.
+
+* CUDA: ``torch.cuda.max_memory_allocated`` over the solve (peak tensor memory on the device,
+  weights included), after ``reset_peak_memory_stats``; timings are synchronised.
+* CPU (Linux): the process's peak resident set size over the solve (``VmHWM`` of
+  /proc/self/status, reset through /proc/self/clear_refs before the solve). It includes the
+  process's resident baseline (Python, torch, the model). Where the reset is not permitted the
+  lifetime peak (``ru_maxrss``) is reported instead, and labelled so.
+"""
+
+from __future__ import annotations
+
+import re
+import resource
+import time
+from dataclasses import dataclass
+
+import torch
+
+_VMHWM = re.compile(r"VmHWM:\s+(\d+)\s+kB")
+
+
+def _vmhwm_kb() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            match = _VMHWM.search(f.read())
+        return int(match.group(1)) if match else None
+    except OSError:
+        return None
+
+
+def _reset_vmhwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class CostMeasurement:
+    seconds: float = float("nan")
+    peak_mem_mb: float = float("nan")
+    peak_mem_kind: str = "unmeasured"
+
+
+class CostMeter:
+    """``with CostMeter(device) as cost: ...`` then ``cost.result``."""
+
+    def __init__(self, device: torch.device):
+        self.device = torch.device(device)
+        self.result = CostMeasurement()
+        self._reset_ok = False
+
+    def __enter__(self) -> "CostMeter":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._reset_ok = _reset_vmhwm()
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.result.seconds = time.perf_counter() - self._start
+        if self.device.type == "cuda":
+            self.result.peak_mem_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            self.result.peak_mem_kind = "cuda_max_allocated"
+        else:
+            kb = _vmhwm_kb() if self._reset_ok else None
+            if kb is not None:
+                self.result.peak_mem_mb = kb / 1024
+                self.result.peak_mem_kind = "cpu_peak_rss"
+            else:
+                self.result.peak_mem_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                self.result.peak_mem_kind = "cpu_lifetime_maxrss"

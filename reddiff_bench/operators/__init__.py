@@ -1,0 +1,28 @@
+"""Forward models (operators) and the degradations that build them from seeded artifacts.
+
+A *degradation* is the configured, tensor-free description of a task's forward model (Hydra
+instantiates it): ``sample_artifacts(image_shape, generator)`` draws one image's random parts
+(mask, kernel; empty when there are none) and ``operator(artifacts, image_shape)`` builds the
+batched :class:`Operator` from artifacts stacked over a batch.
+"""
+
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from .base import LinearOperator, Operator, SVDOperator, operator_matrix, support_values
+from .inpainting import BoxInpainting, MaskOperator, RandomPixelInpainting
+from .separable import BlockAverageSR, SeparableOperator
+
+
+class Degradation(Protocol):
+    def sample_artifacts(self, image_shape: tuple[int, int, int], generator: torch.Generator) -> dict[str, Tensor]: ...
+
+    def operator(self, artifacts: dict[str, Tensor], image_shape: tuple[int, int, int]) -> Operator: ...
+
+
+__all__ = [
+    "BlockAverageSR", "BoxInpainting", "Degradation", "LinearOperator", "MaskOperator", "Operator",
+    "RandomPixelInpainting", "SVDOperator", "SeparableOperator", "operator_matrix", "support_values",
+]

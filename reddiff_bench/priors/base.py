@@ -1,0 +1,75 @@
+"""The prior contract: a denoiser at integer VP timesteps, with cost accounting built in.
+
+A prior predicts either ``eps`` or ``x0`` natively (``prediction_type``); :meth:`DiffusionPrior.predict`
+returns both, converted by the schedule in one place. Every call counts one network function
+evaluation (NFE) per image of the batch, and every backward pass that reaches the prior's output
+counts one vector-Jacobian product (VJP), so solvers never count their own cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..diffusion import VPSchedule
+
+
+@dataclass
+class Prediction:
+    eps: Tensor
+    x0: Tensor
+
+
+@dataclass
+class CallCounter:
+    nfe: int = 0
+    vjp: int = 0
+
+    def reset(self) -> None:
+        self.nfe = 0
+        self.vjp = 0
+
+
+class DiffusionPrior(torch.nn.Module):
+    """Base class of every prior. Subclasses implement :meth:`network` (native prediction)."""
+
+    prediction_type: str = "eps"  # or "x0"
+
+    def __init__(self, schedule: VPSchedule, image_shape: tuple[int, int, int], name: str):
+        super().__init__()
+        self.schedule = schedule
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.name = name
+        self.counter = CallCounter()
+
+    def network(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """The native prediction (``eps`` or ``x0``, per ``prediction_type``) at timesteps ``t`` (B,)."""
+        raise NotImplementedError
+
+    def predict(self, x_t: Tensor, t: Tensor | int) -> Prediction:
+        """Predict ``eps`` and ``x0`` from ``x_t`` at integer timesteps ``t`` (scalar or (B,))."""
+        if x_t.shape[1:] != self.image_shape:
+            raise ValueError(
+                f"prior {self.name!r} takes images of shape {self.image_shape}, got {tuple(x_t.shape[1:])}"
+            )
+        t = torch.as_tensor(t, device=x_t.device).long()
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        out = self.network(x_t, t)
+        self.counter.nfe += 1
+        if out.requires_grad:
+            out.register_hook(self._count_vjp)
+        if self.prediction_type == "eps":
+            return Prediction(eps=out, x0=self.schedule.x0_from_eps(x_t, t, out))
+        return Prediction(eps=self.schedule.eps_from_x0(x_t, t, out), x0=out)
+
+    def _count_vjp(self, grad: Tensor) -> None:
+        self.counter.vjp += 1
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in list(self.parameters()) + list(self.buffers()):
+            return tensor.device
+        return torch.device("cpu")

@@ -1,0 +1,223 @@
+"""Gaussian-mixture priors whose diffusion denoiser and measurement posterior are exact.
+
+For ``p(x0) = sum_k pi_k N(mu_k, Sigma_k)`` and ``x_t = alpha x0 + sigma eps``:
+
+* ``p(x_t) = sum_k pi_k N(alpha mu_k, alpha^2 Sigma_k + sigma^2 I)``;
+* ``E[x0 | x_t] = sum_k r_k(x_t) [mu_k + alpha Sigma_k (alpha^2 Sigma_k + sigma^2 I)^{-1} (x_t - alpha mu_k)]``
+  with responsibilities ``r_k`` from the component evidences.
+
+For a linear measurement ``y = A x0 + sigma_y e`` the posterior is again a Gaussian mixture: each
+component is updated by the Kalman/Gaussian-conditioning formulas and reweighted by its evidence
+``N(y; A mu_k, A Sigma_k A^T + sigma_y^2 I)``. Covariances are kept eigendecomposed
+(``Sigma_k = U_k diag(lambda_k) U_k^T``) so that denoising costs two batched matmuls.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..diffusion import LOG_2PI, VPSchedule
+from .base import DiffusionPrior
+
+log = logging.getLogger(__name__)
+
+
+class GaussianMixture(torch.nn.Module):
+    """A Gaussian mixture in R^d with eigendecomposed covariances (all tensors are buffers)."""
+
+    def __init__(self, weights: Tensor, means: Tensor, evals: Tensor, evecs: Tensor):
+        super().__init__()
+        if not (weights.ndim == 1 and means.ndim == 2 and evals.shape == means.shape and evecs.ndim == 3):
+            raise ValueError("weights (K,), means (K,d), evals (K,d) and evecs (K,d,d) expected")
+        self.register_buffer("weights", weights / weights.sum())
+        self.register_buffer("means", means)
+        self.register_buffer("evals", evals.clamp_min(0.0))
+        self.register_buffer("evecs", evecs)
+
+    @classmethod
+    def from_covariances(cls, weights: Tensor, means: Tensor, covariances: Tensor) -> "GaussianMixture":
+        covariances = 0.5 * (covariances + covariances.transpose(-1, -2))
+        evals, evecs = torch.linalg.eigh(covariances)
+        return cls(weights, means, evals, evecs)
+
+    @property
+    def dim(self) -> int:
+        return int(self.means.shape[1])
+
+    @property
+    def num_components(self) -> int:
+        return int(self.means.shape[0])
+
+    def covariances(self) -> Tensor:
+        return torch.einsum("kij,kj,klj->kil", self.evecs, self.evals, self.evecs)
+
+    def mean(self) -> Tensor:
+        return self.weights @ self.means
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` exact samples (n, d), drawn on the CPU then moved to the mixture's device."""
+        cpu = dict(device="cpu", dtype=self.means.dtype)
+        comp = torch.multinomial(self.weights.cpu(), n, replacement=True, generator=generator)
+        z = torch.randn(n, self.dim, generator=generator, **cpu).to(self.means.device)
+        comp = comp.to(self.means.device)
+        scaled = z * self.evals[comp].sqrt()
+        return self.means[comp] + torch.einsum("nij,nj->ni", self.evecs[comp], scaled)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        return self._noisy_log_evidence(x, torch.ones(x.shape[0], dtype=x.dtype, device=x.device),
+                                        torch.zeros(x.shape[0], dtype=x.dtype, device=x.device))[0].logsumexp(-1)
+
+    def _noisy_log_evidence(self, x: Tensor, alpha: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-component ``log pi_k + log N(x; alpha mu_k, alpha^2 Sigma_k + sigma^2 I)`` (B, K),
+        with the eigen-coordinates ``z`` (B, K, d) of ``x - alpha mu_k`` and the variances (B, K, d)."""
+        a = alpha[:, None, None]
+        diff = x[:, None, :] - a * self.means[None]
+        z = torch.einsum("bkd,kde->bke", diff, self.evecs)
+        var = a**2 * self.evals[None] + sigma[:, None, None] ** 2
+        logn = -0.5 * ((z**2 / var).sum(-1) + var.log().sum(-1) + self.dim * LOG_2PI)
+        return logn + self.weights.log()[None], z, var
+
+    def denoise(self, x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+        """Exact ``E[x0 | x_t = x]`` for ``x_t = alpha x0 + sigma eps``; x (B, d), alpha and sigma (B,)."""
+        logits, z, var = self._noisy_log_evidence(x, alpha, sigma)
+        resp = torch.softmax(logits, dim=-1)
+        coef = alpha[:, None, None] * self.evals[None] / var * z
+        comp_means = self.means[None] + torch.einsum("bke,kde->bkd", coef, self.evecs)
+        return torch.einsum("bk,bkd->bd", resp, comp_means)
+
+    def posterior_moments(self, A: Tensor, y: Tensor, sigma_y: float) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Weights (K,), means (K, d) and, unless ``means_only``, covariances (K, d, d) of the
+        posterior mixture of ``x`` given ``y = A x + sigma_y e`` (A: (m, d), y: (m,))."""
+        return self._condition(A, y, sigma_y, means_only=False)
+
+    def _condition(self, A: Tensor, y: Tensor, sigma_y: float, means_only: bool):
+        A = A.to(self.means)
+        y = y.to(self.means)
+        cov = self.covariances()
+        a_cov = A[None] @ cov  # (K, m, d)
+        s = a_cov @ A.T[None] + (sigma_y**2) * torch.eye(A.shape[0], dtype=A.dtype, device=A.device)[None]
+        s = 0.5 * (s + s.transpose(-1, -2))
+        chol, info = torch.linalg.cholesky_ex(s)
+        if bool((info != 0).any()):
+            raise ValueError("the measurement covariance A Sigma A^T + sigma_y^2 I is singular: "
+                             "does A have zero rows, or sigma_y = 0 with a rank-deficient A?")
+        resid = y[None] - self.means @ A.T  # (K, m)
+        sol = torch.cholesky_solve(resid[..., None], chol)[..., 0]  # S^{-1} r
+        post_means = self.means + torch.einsum("kmd,km->kd", a_cov, sol)
+        logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+        log_ev = -0.5 * ((resid * sol).sum(-1) + logdet + A.shape[0] * LOG_2PI)
+        weights = torch.softmax(self.weights.log() + log_ev, dim=0)
+        if means_only:
+            return weights, post_means, None
+        post_cov = cov - a_cov.transpose(-1, -2) @ torch.cholesky_solve(a_cov, chol)
+        return weights, post_means, post_cov
+
+    def posterior_mean(self, A: Tensor, y: Tensor, sigma_y: float) -> Tensor:
+        """The exact posterior mean ``E[x | y]`` (d,): cheaper than :meth:`posterior`."""
+        weights, means, _ = self._condition(A, y, sigma_y, means_only=True)
+        return weights @ means
+
+    def posterior(self, A: Tensor, y: Tensor, sigma_y: float) -> "GaussianMixture":
+        """The exact posterior mixture of ``x`` given ``y = A x + sigma_y e`` (A: (m, d), y: (m,)).
+
+        Computed in the mixture's dtype (use float64 for reference numbers)."""
+        return GaussianMixture.from_covariances(*self.posterior_moments(A, y, sigma_y))
+
+
+class GMMPrior(DiffusionPrior):
+    """An exact diffusion prior: a Gaussian mixture over flattened images (or plain vectors)."""
+
+    prediction_type = "x0"
+
+    def __init__(self, mixture: GaussianMixture, image_shape: tuple[int, ...], schedule: VPSchedule, name: str):
+        super().__init__(schedule, image_shape, name)
+        if mixture.dim != int(torch.tensor(image_shape).prod()):
+            raise ValueError(f"mixture dimension {mixture.dim} does not match image shape {image_shape}")
+        # float32 copy for the denoiser (it runs at every solver step), float64 on the CPU for
+        # reference posteriors (not a submodule, so .to(device) leaves it alone).
+        self.mixture = copy.deepcopy(mixture).float()
+        self.reference = (copy.deepcopy(mixture).double().cpu(),)
+
+    def network(self, x_t: Tensor, t: Tensor) -> Tensor:
+        flat = x_t.reshape(x_t.shape[0], -1)
+        mix = self.mixture
+        x0 = mix.denoise(flat.to(mix.means.dtype), self.schedule.alpha(t).to(mix.means),
+                         self.schedule.sigma(t).to(mix.means))
+        return x0.to(x_t.dtype).reshape(x_t.shape)
+
+    def exact_posterior(self, A: Tensor, y: Tensor, sigma_y: float) -> GaussianMixture:
+        """The exact posterior given ``y = A x + sigma_y e`` with x flattened, computed in float64."""
+        return self.reference[0].posterior(A.detach().double().cpu(), y.detach().double().cpu(), sigma_y)
+
+    def exact_posterior_mean(self, A: Tensor, y: Tensor, sigma_y: float) -> Tensor:
+        return self.reference[0].posterior_mean(A.detach().double().cpu(), y.detach().double().cpu(), sigma_y)
+
+
+def _fit_key(**params) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def fit_photo_mixture(size: int, n_components: int, n_crops: int, scale: float, seed: int,
+                      reg_covar: float, max_iter: int, cache_dir: str | Path | None) -> GaussianMixture:
+    """Fit a full-covariance Gaussian mixture (scikit-learn EM) to random ``size`` x ``size`` RGB
+    crops of the training photos; cached under ``cache_dir`` by a hash of the parameters."""
+    from ..data.photos import TRAIN_PHOTOS, random_crops
+
+    params = dict(size=size, n_components=n_components, n_crops=n_crops, scale=scale, seed=seed,
+                  reg_covar=reg_covar, max_iter=max_iter, photos=list(TRAIN_PHOTOS), version=1)
+    path = Path(cache_dir).expanduser() / f"gmm_photos_{_fit_key(**params)}.pt" if cache_dir else None
+    if path is not None and path.exists():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return GaussianMixture(state["weights"], state["means"], state["evals"], state["evecs"])
+
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    generator = torch.Generator().manual_seed(seed)
+    crops = random_crops(TRAIN_PHOTOS, size, n_crops, scale, generator).reshape(n_crops, -1).numpy()  # float32: 2x faster EM
+    log.info("fitting a %d-component GMM to %d crops of %dx%d (cached afterwards)", n_components, n_crops, size, size)
+    start = time.perf_counter()
+    sk = SkGaussianMixture(n_components, covariance_type="full", reg_covar=reg_covar, max_iter=max_iter,
+                           tol=1e-2, random_state=seed, init_params="k-means++").fit(crops)
+    log.info("GMM fitted in %.1f s (%d EM iterations, converged=%s)", time.perf_counter() - start, sk.n_iter_, sk.converged_)
+    mixture = GaussianMixture.from_covariances(*(torch.from_numpy(a).double() for a in
+                                                 (sk.weights_, sk.means_, sk.covariances_)))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({k: v for k, v in mixture.state_dict().items()} | {"params": params}, tmp)
+        tmp.replace(path)
+    return mixture
+
+
+def photo_gmm_prior(size: int = 16, n_components: int = 8, n_crops: int = 8000, scale: float = 0.5,
+                    seed: int = 0, reg_covar: float = 1e-4, max_iter: int = 30, num_steps: int = 1000,
+                    cache_dir: str | None = None) -> GMMPrior:
+    """The offline exact prior over ``size`` x ``size`` RGB crops of the training photos."""
+    mixture = fit_photo_mixture(size, n_components, n_crops, scale, seed, reg_covar, max_iter, cache_dir)
+    return GMMPrior(mixture, (3, size, size), VPSchedule.linear(num_steps), name=f"gmm_photos{size}")
+
+
+def grid_gmm_prior(dim: int, spacing: float = 8.0, random_weights: bool = False, seed: int = 0,
+                   num_steps: int = 1000) -> GMMPrior:
+    """The MCGdiff/TMPD benchmark prior: 25 unit-covariance components with means
+    ``(8i, 8j, 8i, 8j, ...)``, i, j in {-2..2}; equal weights (TMPD) or ``randn(25)^2`` (MCGdiff)."""
+    grid = torch.arange(-2, 3, dtype=torch.float64) * spacing
+    ii, jj = torch.meshgrid(grid, grid, indexing="ij")
+    pairs = torch.stack([ii.flatten(), jj.flatten()], dim=1)  # (25, 2)
+    means = pairs.repeat(1, (dim + 1) // 2)[:, :dim]
+    if random_weights:
+        weights = torch.randn(25, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) ** 2
+    else:
+        weights = torch.ones(25, dtype=torch.float64)
+    evals = torch.ones(25, dim, dtype=torch.float64)
+    evecs = torch.eye(dim, dtype=torch.float64).expand(25, dim, dim).clone()
+    return GMMPrior(GaussianMixture(weights, means, evals, evecs), (dim,), VPSchedule.linear(num_steps),
+                    name=f"gmm_grid{dim}")

@@ -1,0 +1,249 @@
+"""One run: every image of a dataset through one task and one solver (see DESIGN: the flow).
+
+For each image, in the dataset's order: seeded measurement artifacts, then ``y``, then the
+solver, then metrics and cost, then one row in ``metrics.csv`` (written atomically after each
+batch). At the end: ``summary.json``, an image grid, the W&B summary, and a printed table.
+
+Randomness: three generators per image, seeded from (run seed, stream, task, image id):
+``artifacts`` (mask, kernel), ``noise`` (measurement noise), ``solver``. The first two do not
+depend on the solver, so every solver of a sweep sees the same ``y``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from .diffusion import make_generator
+from .errors import ConfigError
+from .metrics import data_consistency, psnr, ssim
+from .metrics.cost import CostMeter
+from .operators import Operator, operator_matrix, support_values
+from .results import ResultsStore, config_hash
+from .tasks import Task, tensor_hash
+from .visualize import save_grid
+
+log = logging.getLogger(__name__)
+
+RESULT_RELEVANT = ("model", "task", "dataset", "solver", "seed")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} asked for, but CUDA is not available here. Use device=cpu or device=auto.")
+    return device
+
+
+def _instantiate(node: DictConfig, group: str) -> Any:
+    """Instantiate a config group, turning errors raised by our own checks into clean messages."""
+    try:
+        return instantiate(node, _convert_="all")
+    except Exception as err:  # Hydra wraps errors in InstantiationException; find ours
+        cause: BaseException | None = err
+        while cause is not None:
+            if isinstance(cause, ConfigError):
+                raise cause
+            cause = cause.__cause__
+        raise ConfigError(f"could not build the {group!r} config ({node.get('_target_', '?')}): {err}") from err
+
+
+class _StepLogger:
+    """Solver callback: per-step scalars of the first batch to the logger, and a step bar for long solves."""
+
+    def __init__(self, logger, first_batch: bool, progress: bool):
+        self.logger, self.first_batch, self.progress = logger, first_batch, progress
+        self.start = time.perf_counter()
+        self.bar = None
+
+    def __call__(self, step: int, info: dict[str, Any]) -> None:
+        if self.first_batch:
+            scalars = {k: (v.float().mean().item() if isinstance(v, Tensor) else float(v)) for k, v in info.items()
+                       if isinstance(v, (Tensor, int, float))}
+            self.logger.log_step(step, scalars)
+        if self.progress and self.bar is None and time.perf_counter() - self.start > 5 and "total" in info:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=int(info["total"]), initial=step, desc="  steps", leave=False, dynamic_ncols=True)
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def reference_metrics(prior, task: Task, artifacts: dict[str, Tensor], y: Tensor, x_hat: Tensor,
+                      x: Tensor) -> dict[str, float]:
+    """Distances to the exact posterior mean, for priors that have one (linear Gaussian tasks)."""
+    if not hasattr(prior, "exact_posterior_mean"):
+        return {}
+    shape = tuple(x.shape)
+    operator = task.operator([artifacts], shape).cpu()
+    if not operator.linear:
+        return {}
+    A = operator_matrix(operator, shape)
+    y_obs = support_values(operator.double(), y[None].double().cpu())
+    post_mean = prior.exact_posterior_mean(A, y_obs, task.sigma_y).reshape(shape).float()
+    return {
+        "mse_to_post_mean": float(((x_hat.cpu() - post_mean) ** 2).mean()),
+        "psnr_post_mean": float(psnr(post_mean[None], x[None].cpu())[0]),
+    }
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(0)  # nothing should use the global generator; make any slip reproducible
+
+    dataset = _instantiate(cfg.dataset, "dataset")
+    task: Task = _instantiate(cfg.task, "task")
+    solver = _instantiate(cfg.solver, "solver")
+    prior = _instantiate(cfg.model, "model").to(device).eval()
+    logger = _instantiate(cfg.logger, "logger")
+
+    first_id, first_x = dataset[0]
+    if tuple(first_x.shape) != tuple(prior.image_shape):
+        raise ConfigError(
+            f"dataset {dataset.name!r} yields images of shape {tuple(first_x.shape)}, but model {prior.name!r} "
+            f"takes {tuple(prior.image_shape)}. Set dataset.size={prior.image_shape[-1]} (or choose a model for "
+            f"{first_x.shape[-1]}x{first_x.shape[-1]} images).")
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+    chash = config_hash({k: resolved.get(k) for k in RESULT_RELEVANT})
+    solver_name = cfg.solver_name
+    ids = dict(run=f"{run_dir.parent.name}/{run_dir.name}", solver=solver_name, task=task.name, dataset=dataset.name, model=prior.name,
+               seed=int(cfg.seed))
+    store = ResultsStore(run_dir)
+    measurements_dir = run_dir / "measurements"
+    measurements_dir.mkdir(exist_ok=True)
+    logger.start(run_dir, resolved, name=f"{solver_name}-{task.name}-{dataset.name}")
+
+    grid: list[tuple[Tensor, Tensor, Tensor]] = []
+    n = len(dataset)
+    batch_size = int(cfg.batch_size)
+    from tqdm import tqdm
+
+    bar = tqdm(total=n, desc=f"{solver_name} on {task.name}", unit="img", disable=not cfg.progress, dynamic_ncols=True)
+    try:
+        for batch_index, start in enumerate(range(0, n, batch_size)):
+            rows = _run_batch(cfg, dataset, range(start, min(start + batch_size, n)), task, solver, prior, device,
+                              logger, batch_index, ids, chash, measurements_dir, grid)
+            store.append(rows)
+            bar.update(len(rows))
+            ok = [r["psnr"] for r in store.rows if r["status"] == "ok"]
+            bar.set_postfix(psnr=f"{sum(ok) / max(len(ok), 1):.2f}")
+    finally:
+        bar.close()
+
+    if grid:
+        save_grid(run_dir / "grid.png", grid)
+        logger.log_image("grid", run_dir / "grid.png")
+    summary = store.write_summary({**ids, "config_hash": chash, "sigma_y": task.sigma_y, "device": str(device)})
+    logger.log_rows(store.frame())
+    logger.log_summary(summary)
+    logger.finish()
+    from .report import format_table, summary_table
+
+    print(format_table(summary_table(store.frame())))
+    return summary
+
+
+def _load(dataset, index: int, skip_unreadable: bool) -> tuple[str, Tensor | None, str]:
+    try:
+        image_id, x = dataset[index]
+    except ConfigError as err:
+        if not skip_unreadable:
+            raise
+        log.warning("%s", err)
+        return f"index{index}", None, "unreadable"
+    if not bool(torch.isfinite(x).all()):
+        raise ConfigError(f"image {image_id!r} of dataset {dataset.name!r} contains NaN or infinite values; "
+                          f"fix or remove the file.")
+    return image_id, x, "ok"
+
+
+def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger, batch_index, ids, chash,
+               measurements_dir: Path, grid) -> list[dict[str, Any]]:
+    skip = bool(getattr(dataset, "skip_unreadable", False))
+    loaded = [_load(dataset, i, skip) for i in indices]
+    rows = [{**ids, "image_id": image_id, "status": status, "config_hash": chash}
+            for image_id, x, status in loaded if x is None]
+    loaded = [(image_id, x) for image_id, x, status in loaded if x is not None]
+    if not loaded:
+        return rows
+    image_ids = [image_id for image_id, _ in loaded]
+    x = torch.stack([x for _, x in loaded]).to(device)
+    shape = tuple(x.shape[1:])
+    seed = int(cfg.seed)
+    artifacts = [task.sample_artifacts(shape, make_generator(seed, "artifacts", task.name, i)) for i in image_ids]
+    operator: Operator = task.operator(artifacts, shape).to(device)
+    y = task.measure(operator, x, [make_generator(seed, "noise", task.name, i) for i in image_ids])
+    hashes = []
+    for k, image_id in enumerate(image_ids):
+        record = {**{f"artifact_{name}": t for name, t in artifacts[k].items()}, "y": y[k].cpu()}
+        hashes.append(tensor_hash(record))
+        if cfg.save_measurements:
+            torch.save(record, measurements_dir / f"{image_id}.pt")
+
+    generators = [make_generator(seed, "solver", i) for i in image_ids]
+    callback = _StepLogger(logger, batch_index == 0, bool(cfg.progress))
+    prior.counter.reset()
+    with CostMeter(device) as cost:
+        result = solver.solve(prior, operator, y, sigma_y=task.sigma_y, generators=generators, callback=callback)
+    callback.close()
+    x_hat = result.x0.detach()
+    if x_hat.shape != x.shape:
+        raise RuntimeError(f"solver returned shape {tuple(x_hat.shape)} for images of shape {tuple(x.shape)}")
+
+    finite = torch.isfinite(x_hat.reshape(len(image_ids), -1)).all(-1)
+    with torch.no_grad():
+        safe = torch.where(finite[:, None, None, None], x_hat, torch.zeros_like(x_hat))
+        residual = y - operator(safe)
+        support = operator.y_support(residual)
+        if support is not None:
+            residual = residual * support
+        dc = data_consistency(residual.reshape(len(image_ids), -1).pow(2).sum(-1), task.sigma_y,
+                              operator.num_measurements(y))
+        image_psnr, image_ssim = psnr(safe, x), ssim(safe, x)
+
+    for k, image_id in enumerate(image_ids):
+        ok = bool(finite[k])
+        row = {**ids, "image_id": image_id, "status": "ok" if ok else "diverged",
+               "psnr": float(image_psnr[k]) if ok else math.nan,
+               "ssim": float(image_ssim[k]) if ok else math.nan,
+               "data_consistency": float(dc[k]) if ok else math.nan}
+        if cfg.reference_metrics and ok:
+            row.update(reference_metrics(prior, task, artifacts[k], y[k], x_hat[k], x[k]))
+        for name, values in result.diagnostics.items():
+            row[name] = float(values[k])
+        row.update(measurement_hash=hashes[k], config_hash=chash, batch_size=len(image_ids),
+                   nfe=prior.counter.nfe, vjp=prior.counter.vjp,
+                   seconds=cost.result.seconds / len(image_ids), peak_mem_mb=cost.result.peak_mem_mb,
+                   peak_mem_kind=cost.result.peak_mem_kind)
+        rows.append(row)
+        if len(grid) < int(cfg.grid_images):
+            grid.append((x[k].cpu(), _measurement_image(operator, y[k : k + 1], shape)[0].cpu(), safe[k].cpu()))
+    return rows
+
+
+def _measurement_image(operator: Operator, y: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """A picture of the measurement for the grid: y itself when image-shaped, else upsampled."""
+    if tuple(y.shape[1:]) == tuple(shape):
+        return y
+    if y.ndim == 4 and y.shape[1] == shape[0]:
+        return torch.nn.functional.interpolate(y, size=shape[1:], mode="nearest")
+    return torch.zeros(1, *shape, device=y.device)

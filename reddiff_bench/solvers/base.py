@@ -1,0 +1,55 @@
+"""The solver contract.
+
+``solve(prior, operator, y, *, sigma_y, generators, callback=None) -> SolverResult``
+
+* ``prior``: a :class:`~reddiff_bench.priors.DiffusionPrior` (it counts NFEs and VJPs itself);
+* ``operator``: the batched forward model, ``y``: the measurements (B, ...), ``sigma_y``: the
+  noise level on the [-1, 1] scale;
+* ``generators``: one ``torch.Generator`` per image: all of a solver's randomness comes from
+  them, so an image's result does not depend on the batch it ran in;
+* ``callback(step, info)``: optional; receives per-step scalars (losses, timestep) for logging.
+
+Solvers do no I/O, never move tensors to a device themselves, and take their hyperparameters
+as explicit keyword arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import Tensor
+
+from ..operators import Operator
+from ..priors import DiffusionPrior
+
+Callback = Callable[[int, dict[str, Any]], None]
+
+
+@dataclass
+class SolverResult:
+    """The estimate ``x0`` (B, C, H, W) and per-image diagnostics (name -> tensor (B,))."""
+
+    x0: Tensor
+    diagnostics: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Solver(Protocol):
+    def solve(self, prior: DiffusionPrior, operator: Operator, y: Tensor, *, sigma_y: float,
+              generators: list[torch.Generator], callback: Callback | None = None) -> SolverResult: ...
+
+
+def per_sample_mean(x: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Mean over all but the batch dimension; with ``weights`` (0/1, broadcastable), the mean over
+    the weighted entries only."""
+    if weights is None:
+        return x.reshape(x.shape[0], -1).mean(-1)
+    w = torch.broadcast_to(weights, x.shape).reshape(x.shape[0], -1)
+    return (x.reshape(x.shape[0], -1) * w).sum(-1) / w.sum(-1).clamp_min(1)
+
+
+def require_linear(operator: Operator, solver: str) -> None:
+    """Refuse a nonlinear operator before any work."""
+    if not operator.linear:
+        raise ValueError(f"solver {solver!r} needs a linear operator; {type(operator).__name__} is not linear")

@@ -1,0 +1,69 @@
+"""A task = a degradation (forward model with seeded artifacts) + a noise model.
+
+``sigma_y`` is the standard deviation of the Gaussian measurement noise on the [-1, 1] image
+scale: ``y = A(x) + sigma_y * e`` on the entries of ``y`` that carry a measurement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import Tensor
+
+from .diffusion import randn_per_sample
+from .operators import Degradation, Operator
+
+
+class GaussianNoise:
+    """``y = A(x) + sigma_y e``, ``e ~ N(0, I)`` drawn from each image's own generator."""
+
+    def __init__(self, sigma_y: float = 0.0):
+        if sigma_y < 0:
+            raise ValueError(f"sigma_y must be >= 0, got {sigma_y}")
+        self.sigma_y = float(sigma_y)
+
+    def __call__(self, clean: Tensor, operator: Operator, generators: list[torch.Generator]) -> Tensor:
+        if self.sigma_y == 0:
+            return clean
+        noise = randn_per_sample(generators, tuple(clean.shape[1:]), clean)
+        support = operator.y_support(clean)
+        if support is not None:
+            noise = noise * support
+        return clean + self.sigma_y * noise
+
+
+class Task:
+    """What is measured and how: the same ``y`` for every solver of a sweep."""
+
+    def __init__(self, name: str, degradation: Degradation, noise: GaussianNoise):
+        self.name = name
+        self.degradation = degradation
+        self.noise = noise
+
+    @property
+    def sigma_y(self) -> float:
+        return self.noise.sigma_y
+
+    def sample_artifacts(self, image_shape: tuple[int, int, int], generator: torch.Generator) -> dict[str, Tensor]:
+        return self.degradation.sample_artifacts(tuple(image_shape), generator)
+
+    def operator(self, artifacts: list[dict[str, Tensor]], image_shape: tuple[int, int, int]) -> Operator:
+        """The batched operator for the per-image ``artifacts`` (one dict per image)."""
+        keys = artifacts[0].keys() if artifacts else ()
+        stacked = {k: torch.stack([a[k] for a in artifacts]) for k in keys}
+        return self.degradation.operator(stacked, tuple(image_shape))
+
+    def measure(self, operator: Operator, x: Tensor, generators: list[torch.Generator]) -> Tensor:
+        with torch.no_grad():
+            return self.noise(operator(x), operator, generators)
+
+
+def tensor_hash(tensors: dict[str, Tensor], length: int = 12) -> str:
+    """A short content hash of named tensors (name, dtype, shape and values)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:length]

@@ -1,0 +1,41 @@
+"""Shared fixtures. The test session uses its own cache dir (a small GMM fit lands there) and
+offline W&B."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_TMP = Path(tempfile.mkdtemp(prefix="reddiff_bench_tests_"))
+os.environ.setdefault("REDDIFF_BENCH_CACHE", str(_SESSION_TMP / "cache"))
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
+
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+# A small, fast photo GMM: enough structure for solver tests, fitted in seconds.
+SMALL_GMM = ["model.n_components=3", "model.n_crops=1200", "model.max_iter=10"]
+
+
+@pytest.fixture(scope="session")
+def photo_prior():
+    from reddiff_bench.priors.gmm import photo_gmm_prior
+
+    return photo_gmm_prior(n_components=3, n_crops=1200, max_iter=10, cache_dir=os.environ["REDDIFF_BENCH_CACHE"])
+
+
+@pytest.fixture(scope="session")
+def photo_batch():
+    from reddiff_bench.data import PhotoCrops
+
+    dataset = PhotoCrops(size=16, num_images=4)
+    items = [dataset[i] for i in range(len(dataset))]
+    return [i for i, _ in items], torch.stack([x for _, x in items])

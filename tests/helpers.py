@@ -1,0 +1,83 @@
+"""Test helpers: Hydra composition, a reader of offline W&B run files, a diverging solver."""
+
+from __future__ import annotations
+
+import struct
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from reddiff_bench.solvers import SolverResult
+
+from .conftest import CONF
+
+
+def compose_config(overrides: list[str], run_dir: Path | None = None) -> DictConfig:
+    """The root config with ``overrides``, Hydra's own node included (``${hydra:...}`` resolves)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    if run_dir is not None:
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(run_dir)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def wandb_records(path: Path):
+    """Protobuf records of an offline W&B run file (LevelDB log format: 32 KiB blocks of chunks)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = Path(path).read_bytes()
+    assert data[:4] == b":W&B", "not a W&B run file"
+    block, pos, pending, out = 32768, 7, b"", []
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        pos += 7
+        if kind == 0 and length == 0:
+            pos += left - 7
+            continue
+        chunk, pos = data[pos : pos + length], pos + length
+        if kind == 1:
+            out.append(chunk)
+        elif kind == 2:
+            pending = chunk
+        elif kind == 3:
+            pending += chunk
+        elif kind == 4:
+            out.append(pending + chunk)
+    for raw in out:
+        record = pb.Record()
+        record.ParseFromString(raw)
+        yield record
+
+
+def wandb_summary(run_dir: Path) -> dict[str, str]:
+    """The summary (key -> JSON value) that an offline W&B run under ``run_dir`` would sync."""
+    files = sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+    assert files, f"no offline W&B run under {run_dir}"
+    summary: dict[str, str] = {}
+    for record in wandb_records(files[-1]):
+        if record.WhichOneof("record_type") == "summary":
+            for item in record.summary.update:
+                summary[item.key or "/".join(item.nested_key)] = item.value_json
+    return summary
+
+
+class DivergesOnSecondImage:
+    """A test solver: returns the pseudo-inverse, with NaN for the second image of each batch."""
+
+    def solve(self, prior, operator, y, *, sigma_y, generators, callback=None):
+        x0 = operator.init_estimate(y).clone()
+        if x0.shape[0] > 1:
+            x0[1] = float("nan")
+        return SolverResult(x0=x0)

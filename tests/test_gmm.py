@@ -1,0 +1,84 @@
+"""The Gaussian-mixture prior's closed forms against Monte Carlo and against each other."""
+
+import math
+
+import pytest
+import torch
+
+from reddiff_bench.diffusion import VPSchedule
+from reddiff_bench.priors.gmm import GaussianMixture, GMMPrior
+
+
+def random_mixture(dim: int, k: int, seed: int) -> GaussianMixture:
+    g = torch.Generator().manual_seed(seed)
+    means = 2.0 * torch.randn(k, dim, generator=g, dtype=torch.float64)
+    factors = torch.randn(k, dim, dim, generator=g, dtype=torch.float64) / math.sqrt(dim)
+    covs = factors @ factors.transpose(-1, -2) + 0.1 * torch.eye(dim, dtype=torch.float64)
+    weights = torch.rand(k, generator=g, dtype=torch.float64) + 0.2
+    return GaussianMixture.from_covariances(weights, means, covs)
+
+
+def importance_mean(samples: torch.Tensor, log_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-normalised importance-sampling mean and its standard error (delta method)."""
+    w = torch.softmax(log_w, 0)
+    mean = (w[:, None] * samples).sum(0)
+    se = ((w[:, None] ** 2) * (samples - mean) ** 2).sum(0).sqrt()
+    return mean, se
+
+
+@pytest.mark.parametrize("alpha,sigma", [(0.9, 0.45), (0.5, 0.87)])
+def test_denoiser_equals_posterior_mean_by_monte_carlo(alpha, sigma):
+    mix = random_mixture(dim=2, k=3, seed=1)
+    g = torch.Generator().manual_seed(2)
+    x0 = mix.sample(400_000, generator=g)
+    x_t = (alpha * mix.sample(1, generator=g) + sigma * torch.randn(1, 2, generator=g, dtype=torch.float64))
+    log_w = -0.5 * ((x_t - alpha * x0) ** 2).sum(-1) / sigma**2
+    mc, se = importance_mean(x0, log_w)
+    exact = mix.denoise(x_t, torch.tensor([alpha], dtype=torch.float64), torch.tensor([sigma], dtype=torch.float64))[0]
+    assert torch.all((exact - mc).abs() < 5 * se + 1e-3), (exact, mc, se)
+
+
+def test_posterior_moments_match_monte_carlo():
+    mix = random_mixture(dim=3, k=3, seed=3)
+    g = torch.Generator().manual_seed(4)
+    A = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    sigma_y = 0.4
+    x_true = mix.sample(1, generator=g)[0]
+    y = A @ x_true + sigma_y * torch.randn(2, generator=g, dtype=torch.float64)
+    post = mix.posterior(A, y, sigma_y)
+    x = mix.sample(400_000, generator=g)
+    log_w = -0.5 * ((y - x @ A.T) ** 2).sum(-1) / sigma_y**2
+    mc_mean, se = importance_mean(x, log_w)
+    assert torch.all((post.mean() - mc_mean).abs() < 5 * se + 1e-3)
+    w = torch.softmax(log_w, 0)
+    mc_cov = (w[:, None, None] * torch.einsum("ni,nj->nij", x - mc_mean, x - mc_mean)).sum(0)
+    exact_samples = post.sample(200_000, generator=g)
+    exact_cov = torch.cov(exact_samples.T)
+    assert torch.allclose(exact_cov, mc_cov, atol=0.05)
+    assert torch.allclose(mix.posterior_mean(A, y, sigma_y), post.mean(), atol=1e-12)
+
+
+def test_denoiser_is_the_posterior_of_a_scaled_identity_measurement():
+    mix = random_mixture(dim=4, k=2, seed=5)
+    x_t = torch.randn(3, 4, dtype=torch.float64)
+    alpha, sigma = 0.7, math.sqrt(1 - 0.49)
+    den = mix.denoise(x_t, torch.full((3,), alpha, dtype=torch.float64), torch.full((3,), sigma, dtype=torch.float64))
+    for i in range(3):
+        expected = mix.posterior_mean(alpha * torch.eye(4, dtype=torch.float64), x_t[i], sigma)
+        assert torch.allclose(den[i], expected, atol=1e-10)
+
+
+def test_prior_predict_is_consistent_and_counts_calls():
+    mix = random_mixture(dim=12, k=2, seed=6)
+    prior = GMMPrior(mix, (3, 2, 2), VPSchedule.linear(1000), name="toy")
+    x_t = torch.randn(5, 3, 2, 2)
+    t = torch.tensor([0, 10, 500, 900, 999])
+    pred = prior.predict(x_t, t)
+    recon = prior.schedule.alpha(t, x_t) * pred.x0 + prior.schedule.sigma(t, x_t) * pred.eps
+    assert torch.allclose(recon, x_t, atol=1e-5)
+    assert prior.counter.nfe == 1 and prior.counter.vjp == 0
+    x_req = x_t.clone().requires_grad_(True)
+    prior.predict(x_req, t).x0.sum().backward()
+    assert prior.counter.nfe == 2 and prior.counter.vjp == 1
+    with pytest.raises(ValueError, match="takes images of shape"):
+        prior.predict(torch.randn(1, 3, 4, 4), 0)
