@@ -119,8 +119,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             f"takes {tuple(prior.image_shape)}. Set dataset.size={prior.image_shape[-1]} (or choose a model for "
             f"{first_x.shape[-1]}x{first_x.shape[-1]} images).")
 
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved.pop("hydra", None)
+    resolved = {key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+                for key, value in cfg.items() if key != "hydra"}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     chash = config_hash({k: resolved.get(k) for k in RESULT_RELEVANT})

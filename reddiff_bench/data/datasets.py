@@ -71,7 +71,8 @@ class ImageFolder:
         self.skip_unreadable = skip_unreadable
         if not self.root.is_dir():
             raise ConfigError(f"dataset {name!r}: image folder {self.root} does not exist. Put the images "
-                              f"there or point dataset.root at them (e.g. dataset.root=/data/{name}).")
+                              f"there, or point dataset.root (or paths.data_dir) at them, e.g. "
+                              f"dataset.root=/data/{name}.")
         if file_list is not None:
             listing = Path(file_list).expanduser()
             if not listing.is_file():

@@ -1,0 +1,94 @@
+"""Learned priors: a ``diffusers.UNet2DModel`` (eps prediction) with its VP schedule.
+
+Learned-sigma networks (ADM: 6 output channels) keep all channels; the first 3 are epsilon.
+Mixed precision (``autocast`` = "fp16" or "bf16") applies on CUDA only; on the CPU the network
+runs in float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..diffusion import VPSchedule
+from ..errors import ConfigError
+from .base import DiffusionPrior
+
+_AUTOCAST = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class DiffusersPrior(DiffusionPrior):
+    prediction_type = "eps"
+
+    def __init__(self, unet, schedule: VPSchedule, name: str, autocast: str = "none"):
+        channels = int(unet.config.in_channels)
+        size = unet.config.sample_size
+        size = int(size[0] if isinstance(size, (list, tuple)) else size)
+        super().__init__(schedule, (channels, size, size), name)
+        if autocast not in _AUTOCAST:
+            raise ConfigError(f"autocast must be one of {sorted(_AUTOCAST)}, got {autocast!r}")
+        self.unet = unet.eval().requires_grad_(False)
+        self.autocast = autocast
+
+    def network(self, x_t: Tensor, t: Tensor) -> Tensor:
+        dtype = _AUTOCAST[self.autocast]
+        use = dtype is not None and x_t.device.type == "cuda"
+        ctx = torch.autocast("cuda", dtype=dtype) if use else contextlib.nullcontext()
+        with ctx:
+            out = self.unet(x_t, t).sample
+        return out[:, : self.image_shape[0]].to(x_t.dtype)
+
+
+def schedule_from_scheduler_config(config: dict) -> VPSchedule:
+    """The VP schedule of a diffusers DDPM/DDIM scheduler config (linear or scaled-linear betas,
+    or explicit ``trained_betas``)."""
+    if config.get("trained_betas") is not None:
+        return VPSchedule(torch.tensor(config["trained_betas"], dtype=torch.float64))
+    n = int(config.get("num_train_timesteps", 1000))
+    start, end = float(config.get("beta_start", 1e-4)), float(config.get("beta_end", 0.02))
+    kind = config.get("beta_schedule", "linear")
+    if kind == "linear":
+        return VPSchedule(torch.linspace(start, end, n, dtype=torch.float64))
+    if kind == "scaled_linear":
+        return VPSchedule(torch.linspace(start**0.5, end**0.5, n, dtype=torch.float64) ** 2)
+    raise ConfigError(f"beta_schedule {kind!r} is not supported (linear, scaled_linear or trained_betas)")
+
+
+def diffusers_prior(source: str, subfolder: str | None = None, name: str | None = None, autocast: str = "none",
+                    cache_dir: str | None = None, local_files_only: bool = False) -> DiffusersPrior:
+    """A UNet2DModel and its scheduler from a hub id (e.g. ``google/ddpm-celebahq-256``) or a local
+    directory (a pipeline with ``unet/`` and ``scheduler/``, or a bare model directory)."""
+    from diffusers import UNet2DModel
+
+    path = Path(source).expanduser()
+    local = path.exists()
+    if not local and (source.startswith((".", "/", "~")) or local_files_only):
+        raise ConfigError(f"model directory {path} does not exist; set model.source to a diffusers hub id "
+                          f"or to a directory written by save_pretrained")
+    unet_sub = subfolder
+    if unet_sub is None and local and (path / "unet").is_dir():
+        unet_sub = "unet"
+    kwargs = dict(cache_dir=cache_dir, local_files_only=local_files_only)
+    try:
+        unet = UNet2DModel.from_pretrained(source, subfolder=unet_sub, **kwargs)
+        scheduler_config = _load_scheduler_config(source, path if local else None, kwargs)
+    except OSError as err:
+        raise ConfigError(f"could not load the diffusers model {source!r}: {err}. Without network, download it "
+                          f"elsewhere (huggingface-cli download {source}) into the HF cache or a local directory, "
+                          f"and set model.source to that directory.") from err
+    schedule = schedule_from_scheduler_config(scheduler_config)
+    return DiffusersPrior(unet, schedule, name=name or path.name or source, autocast=autocast)
+
+
+def _load_scheduler_config(source: str, local: Path | None, kwargs: dict) -> dict:
+    from diffusers import DDPMScheduler
+
+    if local is not None:
+        for candidate in (local / "scheduler", local):
+            if (candidate / "scheduler_config.json").is_file():
+                return dict(DDPMScheduler.load_config(str(candidate)))
+        return {}  # a bare model directory: ADM's linear schedule, T=1000
+    return dict(DDPMScheduler.load_config(source, subfolder="scheduler", **kwargs))

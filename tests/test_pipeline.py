@@ -1,0 +1,125 @@
+"""End-to-end runs through the Hydra config: the run directory, the rows, W&B, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf, open_dict
+
+from reddiff_bench.runner import run
+
+from .conftest import REPO, SMALL_GMM
+from .helpers import compose_config, wandb_summary
+
+FAST = SMALL_GMM + ["dataset.num_images=3", "progress=false"]
+
+
+def run_config(tmp_path, overrides, name="run"):
+    run_dir = tmp_path / name
+    steps = [] if any(o.startswith("solver=") for o in overrides) else ["solver.steps=20"]
+    cfg = compose_config(FAST + steps + overrides, run_dir=run_dir)
+    summary = run(cfg, run_dir)
+    return run_dir, summary
+
+
+def test_run_dir_holds_config_rows_summary_grid_and_wandb(tmp_path):
+    run_dir, summary = run_config(tmp_path, ["logger=wandb", "batch_size=2"])
+    for name in ("config.yaml", "metrics.csv", "summary.json", "grid.png"):
+        assert (run_dir / name).is_file(), name
+    config = OmegaConf.load(run_dir / "config.yaml")
+    assert config.solver._target_ == "reddiff_bench.solvers.REDDiff" and "hydra" not in config
+    rows = pd.read_csv(run_dir / "metrics.csv")
+    assert len(rows) == 3 and set(rows["status"]) == {"ok"}
+    for column in ("run", "solver", "task", "dataset", "model", "seed", "image_id", "psnr", "ssim",
+                   "mse_to_post_mean", "nfe", "vjp", "seconds", "peak_mem_mb", "status", "measurement_hash"):
+        assert column in rows.columns, column
+    assert (rows["nfe"] == 20).all() and (rows["vjp"] == 0).all()
+    assert rows["peak_mem_mb"].gt(0).all() and rows["seconds"].gt(0).all()
+    on_disk = json.loads((run_dir / "summary.json").read_text())
+    assert on_disk["psnr"] == pytest.approx(rows["psnr"].mean())
+    assert len(list((run_dir / "measurements").glob("*.pt"))) == 3
+    logged = wandb_summary(run_dir)
+    assert float(logged["psnr"]) == pytest.approx(on_disk["psnr"])
+    assert float(logged["mse_to_post_mean"]) == pytest.approx(on_disk["mse_to_post_mean"])
+
+
+def test_rows_do_not_depend_on_batch_size(tmp_path):
+    one, _ = run_config(tmp_path, ["logger=none", "batch_size=1"], "one")
+    three, _ = run_config(tmp_path, ["logger=none", "batch_size=3"], "three")
+    a, b = pd.read_csv(one / "metrics.csv"), pd.read_csv(three / "metrics.csv")
+    assert list(a["image_id"]) == list(b["image_id"])
+    assert list(a["measurement_hash"]) == list(b["measurement_hash"])
+    for column in ("psnr", "ssim", "mse_to_post_mean"):
+        assert a[column].to_numpy() == pytest.approx(b[column].to_numpy(), rel=1e-4)
+
+
+def test_every_solver_sees_the_same_measurements(tmp_path):
+    a, _ = run_config(tmp_path, ["logger=none", "solver=pinv"], "pinv")
+    b, _ = run_config(tmp_path, ["logger=none"], "reddiff")
+    assert list(pd.read_csv(a / "metrics.csv")["measurement_hash"]) == \
+        list(pd.read_csv(b / "metrics.csv")["measurement_hash"])
+
+
+def test_a_diverged_image_gets_its_status_and_the_run_goes_on(tmp_path):
+    run_dir = tmp_path / "nan"
+    cfg = compose_config(FAST + ["logger=none", "batch_size=3"], run_dir=run_dir)
+    with open_dict(cfg):
+        cfg.solver = OmegaConf.create({"_target_": "tests.helpers.DivergesOnSecondImage"})
+    summary = run(cfg, run_dir)
+    rows = pd.read_csv(run_dir / "metrics.csv")
+    assert list(rows["status"]) == ["ok", "diverged", "ok"]
+    assert rows.loc[1, ["psnr", "ssim"]].isna().all()
+    assert summary["num_diverged"] == 1 and summary["num_ok"] == 2
+    assert summary["psnr"] == pytest.approx(rows.loc[[0, 2], "psnr"].mean())
+
+
+def test_image_size_mismatch_is_a_clear_error(tmp_path):
+    from reddiff_bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dataset.size=16"):
+        run_config(tmp_path, ["logger=none", "dataset.size=32"])
+
+
+def _cli(*args, timeout=120):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "reddiff_bench", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    return proc, time.perf_counter() - start
+
+
+def test_unknown_group_option_names_the_choices(tmp_path):
+    proc, _ = _cli("solver=nope", "logger=none", f"paths.output_dir={tmp_path}")
+    assert proc.returncode != 0
+    assert "solver/nope" in proc.stderr and "reddiff" in proc.stderr
+
+
+def test_imagenet_experiment_without_data_stops_fast_with_what_is_missing(tmp_path):
+    proc, seconds = _cli("+experiment=imagenet_inpaint", f"paths.data_dir={tmp_path}/nodata",
+                         f"paths.checkpoint_dir={tmp_path}/nockpt", f"paths.output_dir={tmp_path}")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"{tmp_path}/nodata/imagenet/val" in proc.stderr and "dataset.root" in proc.stderr
+    assert seconds < 60
+
+
+def test_imagenet_experiment_without_checkpoint_names_url_file_and_key(tmp_path):
+    data = tmp_path / "data" / "imagenet" / "val" / "n01440764"
+    data.mkdir(parents=True)
+    from PIL import Image
+
+    Image.new("RGB", (300, 280), (120, 30, 200)).save(data / "ILSVRC2012_val_00000293.JPEG")
+    proc, seconds = _cli("+experiment=imagenet_inpaint", f"paths.data_dir={tmp_path}/data",
+                         f"paths.checkpoint_dir={tmp_path}/nockpt", f"paths.output_dir={tmp_path}",
+                         "model.download=false")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "256x256_diffusion_uncond.pt" in proc.stderr and "https://" in proc.stderr
+    assert "model.checkpoint" in proc.stderr
+    assert seconds < 60
