@@ -16,7 +16,8 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 
 # Columns shown, in order, when present; means over images with status ok.
-TABLE_COLUMNS = ["psnr", "ssim", "lpips", "mse_to_post_mean", "psnr_post_mean", "data_consistency",
+TABLE_COLUMNS = ["psnr", "ssim", "lpips", "mse", "sw_to_posterior", "dist_to_nearest_mode", "dist_to_post_mean",
+                 "mse_to_post_mean", "psnr_post_mean", "mse_post_mean", "data_consistency", "sample_std",
                  "nfe", "vjp", "seconds", "peak_mem_mb"]
 GROUP = ["task", "solver"]
 
@@ -28,14 +29,20 @@ def collect(root: str | Path) -> pd.DataFrame:
     return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
 
 
-def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Means per (task, solver) over ok images, with image counts."""
-    group = list(GROUP)
+def summary_table(frame: pd.DataFrame, group: list[str] | None = None, ci: bool = False,
+                  columns: list[str] | None = None) -> pd.DataFrame:
+    """Means per group (default: task, solver) over ok images, with image counts; with ``ci``,
+    each cell reads ``mean +- 1.96 std / sqrt(n)``."""
+    group = [g for g in (group or GROUP) if g in frame.columns]
     if "config_hash" in frame and frame.groupby(group)["config_hash"].nunique().max() > 1:
         group.append("config_hash")  # the same solver name with different settings: keep them apart
     ok = frame[frame["status"] == "ok"]
-    columns = [c for c in TABLE_COLUMNS if c in ok.columns and ok[c].notna().any()]
-    table = ok.groupby(group)[columns].mean()
+    columns = [c for c in (columns or TABLE_COLUMNS) if c in ok.columns and ok[c].notna().any()]
+    grouped = ok.groupby(group)[columns]
+    table = grouped.mean()
+    if ci:
+        half = 1.96 * grouped.std() / grouped.count().pow(0.5)
+        table = table.apply(lambda col: [f"{m:.4g} ± {h:.2g}" for m, h in zip(col, half[col.name])])
     table.insert(0, "images", ok.groupby(group).size())
     failed = frame[frame["status"] != "ok"].groupby(group).size()
     if len(failed):
@@ -60,7 +67,9 @@ class SweepReport(Callback):
             frame = collect(sweep_dir)
         except FileNotFoundError:
             return
-        text = format_table(summary_table(frame))
+        report = config.get("report", {}) or {}
+        text = format_table(summary_table(frame, list(report.get("group") or GROUP), bool(report.get("ci", False)),
+                                          report.get("columns")))
         (sweep_dir / "table.md").write_text(text + "\n")
         print(f"\nSweep {sweep_dir}:\n{text}")
 
@@ -69,13 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", help="a run directory, a sweep directory, or any tree of them")
     parser.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv"])
+    parser.add_argument("--group", default=",".join(GROUP), help="comma-separated columns that make the rows")
+    parser.add_argument("--ci", action="store_true", help="mean +- 1.96 std / sqrt(n) in each cell")
     args = parser.parse_args(argv)
     try:
         frame = collect(args.root)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(format_table(summary_table(frame), args.format))
+    print(format_table(summary_table(frame, args.group.split(","), args.ci), args.format))
     return 0
 
 

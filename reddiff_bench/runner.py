@@ -26,6 +26,7 @@ from .diffusion import make_generator
 from .errors import ConfigError
 from .metrics import data_consistency, psnr, ssim
 from .metrics.cost import CostMeter
+from .metrics.distribution import sliced_wasserstein
 from .operators import Operator, operator_matrix, support_values
 from .results import ResultsStore, config_hash
 from .tasks import Task, tensor_hash
@@ -83,9 +84,11 @@ class _StepLogger:
             self.bar.close()
 
 
-def reference_metrics(prior, task: Task, artifacts: dict[str, Tensor], y: Tensor, x_hat: Tensor,
-                      x: Tensor) -> dict[str, float]:
-    """Distances to the exact posterior mean, for priors that have one (linear Gaussian tasks)."""
+def reference_metrics(prior, task: Task, artifacts: dict[str, Tensor], y: Tensor, samples: Tensor, x: Tensor,
+                      cfg: DictConfig, image_id: str) -> dict[str, float]:
+    """Distances to the exact posterior, for priors that have one (linear tasks, Gaussian noise).
+
+    ``samples`` (n, ...) are the solver's outputs for one measurement ``y``."""
     if not hasattr(prior, "exact_posterior_mean"):
         return {}
     shape = tuple(x.shape)
@@ -94,11 +97,27 @@ def reference_metrics(prior, task: Task, artifacts: dict[str, Tensor], y: Tensor
         return {}
     A = operator_matrix(operator, shape)
     y_obs = support_values(operator.double(), y[None].double().cpu())
-    post_mean = prior.exact_posterior_mean(A, y_obs, task.sigma_y).reshape(shape).float()
-    return {
-        "mse_to_post_mean": float(((x_hat.cpu() - post_mean) ** 2).mean()),
-        "psnr_post_mean": float(psnr(post_mean[None], x[None].cpu())[0]),
-    }
+    flat = samples.detach().reshape(samples.shape[0], -1).double().cpu()
+    d = flat.shape[1]
+    if flat.shape[0] == 1:
+        post_mean = prior.exact_posterior_mean(A, y_obs, task.sigma_y)
+        out = {"mse_to_post_mean": float(((flat[0] - post_mean) ** 2).mean())}
+    else:
+        generator = make_generator(int(cfg.seed), "posterior", task.name, image_id)
+        exact, weights, means = prior.exact_posterior_samples(A, y_obs, task.sigma_y, flat.shape[0], generator)
+        post_mean = weights @ means
+        modes = means[weights >= 1e-3 * weights.max()]
+        out = {
+            "mse_to_post_mean": float(((flat.mean(0) - post_mean) ** 2).mean()),
+            "sw_to_posterior": sliced_wasserstein(flat, exact, int(cfg.sw_projections), generator),
+            "dist_to_post_mean": float(((flat - post_mean) ** 2).sum(-1).sqrt().mean() / d**0.5),
+            "dist_to_nearest_mode": float(torch.cdist(flat, modes).min(-1).values.mean() / d**0.5),
+        }
+    if len(shape) == 3:
+        out["psnr_post_mean"] = float(psnr(post_mean.reshape(shape).float()[None], x[None].cpu())[0])
+    else:
+        out["mse_post_mean"] = float(((post_mean.float() - x.cpu().reshape(-1)) ** 2).mean())
+    return out
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -117,7 +136,17 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         raise ConfigError(
             f"dataset {dataset.name!r} yields images of shape {tuple(first_x.shape)}, but model {prior.name!r} "
             f"takes {tuple(prior.image_shape)}. Set dataset.size={prior.image_shape[-1]} (or choose a model for "
-            f"{first_x.shape[-1]}x{first_x.shape[-1]} images).")
+            f"that image size).")
+
+    check = getattr(solver, "check", None)
+    if check is not None:  # refuse an unsupported task before any work
+        shape = tuple(first_x.shape)
+        probe = task.operator([task.sample_artifacts(shape, make_generator(int(cfg.seed), "artifacts", task.name,
+                                                                           first_id))], shape)
+        try:
+            check(probe)
+        except ValueError as err:
+            raise ConfigError(f"solver {cfg.solver_name!r} cannot solve task {task.name!r}: {err}") from err
 
     resolved = {key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
                 for key, value in cfg.items() if key != "hydra"}
@@ -125,8 +154,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     chash = config_hash({k: resolved.get(k) for k in RESULT_RELEVANT})
     solver_name = cfg.solver_name
-    ids = dict(run=f"{run_dir.parent.name}/{run_dir.name}", solver=solver_name, task=task.name, dataset=dataset.name, model=prior.name,
-               seed=int(cfg.seed))
+    ids = dict(run=f"{run_dir.parent.name}/{run_dir.name}", solver=solver_name, task=task.name, dataset=dataset.name,
+               model=prior.name, sigma_y=task.sigma_y, seed=int(cfg.seed))
     store = ResultsStore(run_dir)
     measurements_dir = run_dir / "measurements"
     measurements_dir.mkdir(exist_ok=True)
@@ -144,21 +173,24 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                               logger, batch_index, ids, chash, measurements_dir, grid)
             store.append(rows)
             bar.update(len(rows))
-            ok = [r["psnr"] for r in store.rows if r["status"] == "ok"]
-            bar.set_postfix(psnr=f"{sum(ok) / max(len(ok), 1):.2f}")
+            key = "psnr" if "psnr" in rows[-1] else "mse"
+            done = [r[key] for r in store.rows if r["status"] == "ok" and key in r]
+            if done:
+                bar.set_postfix({key: f"{sum(done) / len(done):.4g}"})
     finally:
         bar.close()
 
     if grid:
         save_grid(run_dir / "grid.png", grid)
         logger.log_image("grid", run_dir / "grid.png")
-    summary = store.write_summary({**ids, "config_hash": chash, "sigma_y": task.sigma_y, "device": str(device)})
+    summary = store.write_summary({**ids, "config_hash": chash, "device": str(device)})
     logger.log_rows(store.frame())
     logger.log_summary(summary)
     logger.finish()
     from .report import format_table, summary_table
 
-    print(format_table(summary_table(store.frame())))
+    print(format_table(summary_table(store.frame(), list(cfg.report.group), bool(cfg.report.ci),
+                                     cfg.report.get("columns"))))
     return summary
 
 
@@ -176,6 +208,31 @@ def _load(dataset, index: int, skip_unreadable: bool) -> tuple[str, Tensor | Non
     return image_id, x, "ok"
 
 
+def _solve(solver, prior, operator: Operator, y: Tensor, task: Task, generators, device, callback):
+    prior.counter.reset()
+    with CostMeter(device) as cost:
+        result = solver.solve(prior, operator, y, sigma_y=task.sigma_y, generators=generators, callback=callback)
+    callback.close()
+    return result, cost.result, prior.counter.nfe, prior.counter.vjp
+
+
+def _solver_generators(seed: int, image_id: str, n_samples: int) -> list[torch.Generator]:
+    """Sample 0 uses the same stream as a single-sample run, so n_samples=1 is a prefix of n > 1."""
+    return [make_generator(seed, "solver", image_id) if j == 0 else make_generator(seed, "solver", image_id, j)
+            for j in range(n_samples)]
+
+
+def _image_metrics(estimate: Tensor, x: Tensor) -> dict[str, Tensor]:
+    """Per-image fidelity metrics (B,): PSNR/SSIM for images (SSIM when at least 11 pixels wide),
+    mean squared error for vectors."""
+    if estimate.ndim != 4:
+        return {"mse": ((estimate - x) ** 2).reshape(x.shape[0], -1).mean(-1)}
+    out = {"psnr": psnr(estimate, x)}
+    if min(x.shape[-2:]) >= 11:
+        out["ssim"] = ssim(estimate, x)
+    return out
+
+
 def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger, batch_index, ids, chash,
                measurements_dir: Path, grid) -> list[dict[str, Any]]:
     skip = bool(getattr(dataset, "skip_unreadable", False))
@@ -188,7 +245,7 @@ def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger,
     image_ids = [image_id for image_id, _ in loaded]
     x = torch.stack([x for _, x in loaded]).to(device)
     shape = tuple(x.shape[1:])
-    seed = int(cfg.seed)
+    seed, n_samples = int(cfg.seed), int(cfg.n_samples)
     artifacts = [task.sample_artifacts(shape, make_generator(seed, "artifacts", task.name, i)) for i in image_ids]
     operator: Operator = task.operator(artifacts, shape).to(device)
     y = task.measure(operator, x, [make_generator(seed, "noise", task.name, i) for i in image_ids])
@@ -199,44 +256,58 @@ def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger,
         if cfg.save_measurements:
             torch.save(record, measurements_dir / f"{image_id}.pt")
 
-    generators = [make_generator(seed, "solver", i) for i in image_ids]
-    callback = _StepLogger(logger, batch_index == 0, bool(cfg.progress))
-    prior.counter.reset()
-    with CostMeter(device) as cost:
-        result = solver.solve(prior, operator, y, sigma_y=task.sigma_y, generators=generators, callback=callback)
-    callback.close()
-    x_hat = result.x0.detach()
-    if x_hat.shape != x.shape:
-        raise RuntimeError(f"solver returned shape {tuple(x_hat.shape)} for images of shape {tuple(x.shape)}")
-
-    finite = torch.isfinite(x_hat.reshape(len(image_ids), -1)).all(-1)
-    with torch.no_grad():
-        safe = torch.where(finite[:, None, None, None], x_hat, torch.zeros_like(x_hat))
-        residual = y - operator(safe)
-        support = operator.y_support(residual)
-        if support is not None:
-            residual = residual * support
-        dc = data_consistency(residual.reshape(len(image_ids), -1).pow(2).sum(-1), task.sigma_y,
-                              operator.num_measurements(y))
-        image_psnr, image_ssim = psnr(safe, x), ssim(safe, x)
+    # samples[k]: (n_samples, ...) outputs for image k; cost per image (per sample when n > 1)
+    if n_samples == 1:
+        callback = _StepLogger(logger, batch_index == 0, bool(cfg.progress))
+        result, cost, nfe, vjp = _solve(solver, prior, operator, y, task, [_solver_generators(seed, i, 1)[0]
+                                        for i in image_ids], device, callback)
+        samples = [result.x0[k : k + 1].detach() for k in range(len(image_ids))]
+        costs = [(cost.seconds / len(image_ids), cost.peak_mem_mb, cost.peak_mem_kind, nfe, vjp)] * len(image_ids)
+        diagnostics = [{name: float(v[k]) for name, v in result.diagnostics.items()} for k in range(len(image_ids))]
+    else:
+        samples, costs, diagnostics = [], [], []
+        for k, image_id in enumerate(image_ids):
+            single = task.operator([artifacts[k]], shape).to(device)
+            callback = _StepLogger(logger, batch_index == 0 and k == 0, bool(cfg.progress))
+            y_k = y[k : k + 1].expand(n_samples, *y.shape[1:])
+            result, cost, nfe, vjp = _solve(solver, prior, single, y_k, task,
+                                            _solver_generators(seed, image_id, n_samples), device, callback)
+            samples.append(result.x0.detach())
+            costs.append((cost.seconds / n_samples, cost.peak_mem_mb, cost.peak_mem_kind, nfe, vjp))
+            diagnostics.append({name: float(v.float().mean()) for name, v in result.diagnostics.items()})
 
     for k, image_id in enumerate(image_ids):
-        ok = bool(finite[k])
-        row = {**ids, "image_id": image_id, "status": "ok" if ok else "diverged",
-               "psnr": float(image_psnr[k]) if ok else math.nan,
-               "ssim": float(image_ssim[k]) if ok else math.nan,
-               "data_consistency": float(dc[k]) if ok else math.nan}
-        if cfg.reference_metrics and ok:
-            row.update(reference_metrics(prior, task, artifacts[k], y[k], x_hat[k], x[k]))
-        for name, values in result.diagnostics.items():
-            row[name] = float(values[k])
-        row.update(measurement_hash=hashes[k], config_hash=chash, batch_size=len(image_ids),
-                   nfe=prior.counter.nfe, vjp=prior.counter.vjp,
-                   seconds=cost.result.seconds / len(image_ids), peak_mem_mb=cost.result.peak_mem_mb,
-                   peak_mem_kind=cost.result.peak_mem_kind)
+        out = samples[k]
+        if out.shape[1:] != x.shape[1:]:
+            raise RuntimeError(f"solver returned shape {tuple(out.shape[1:])} for images of shape {shape}")
+        finite = bool(torch.isfinite(out).all())
+        row: dict[str, Any] = {**ids, "image_id": image_id, "status": "ok" if finite else "diverged"}
+        if finite:
+            estimate = out.mean(0, keepdim=True)  # the sample mean (the sample itself when n = 1)
+            with torch.no_grad():
+                op_k = task.operator([artifacts[k]], shape).to(device)
+                residual = y[k : k + 1] - op_k(estimate)
+                support = op_k.y_support(residual)
+                if support is not None:
+                    residual = residual * support
+                row["data_consistency"] = float(data_consistency(residual.reshape(1, -1).pow(2).sum(-1), task.sigma_y,
+                                                                 op_k.num_measurements(y[k : k + 1]))[0])
+                row.update({name: float(v[0]) for name, v in _image_metrics(estimate, x[k : k + 1]).items()})
+                if n_samples > 1:
+                    per_sample = _image_metrics(out, x[k : k + 1].expand_as(out))
+                    row.update({f"{name}_per_sample": float(v.mean()) for name, v in per_sample.items()})
+                    row["sample_std"] = float(out.std(0).mean())
+            if cfg.reference_metrics:
+                row.update(reference_metrics(prior, task, artifacts[k], y[k], out, x[k], cfg, image_id))
+        row.update(diagnostics[k])
+        seconds, peak, kind, nfe, vjp = costs[k]
+        row.update(n_samples=n_samples, measurement_hash=hashes[k], config_hash=chash,
+                   batch_size=len(image_ids) if n_samples == 1 else n_samples,
+                   nfe=nfe, vjp=vjp, seconds=seconds, peak_mem_mb=peak, peak_mem_kind=kind)
         rows.append(row)
-        if len(grid) < int(cfg.grid_images):
-            grid.append((x[k].cpu(), _measurement_image(operator, y[k : k + 1], shape)[0].cpu(), safe[k].cpu()))
+        if len(grid) < int(cfg.grid_images) and x.ndim == 4:
+            shown = out[0] if finite else torch.zeros_like(x[k])
+            grid.append((x[k].cpu(), _measurement_image(operator, y[k : k + 1], shape)[0].cpu(), shown.cpu()))
     return rows
 
 

@@ -81,3 +81,19 @@ class DivergesOnSecondImage:
         if x0.shape[0] > 1:
             x0[1] = float("nan")
         return SolverResult(x0=x0)
+
+
+class SquareDegradation:
+    """A nonlinear test task without an SVD: y = x^2."""
+
+    def sample_artifacts(self, image_shape, generator):
+        return {}
+
+    def operator(self, artifacts, image_shape):
+        from reddiff_bench.operators.base import Operator
+
+        class Square(Operator):
+            def forward(self, x):
+                return x**2
+
+        return Square()

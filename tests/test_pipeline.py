@@ -123,3 +123,30 @@ def test_imagenet_experiment_without_checkpoint_names_url_file_and_key(tmp_path)
     assert "256x256_diffusion_uncond.pt" in proc.stderr and "https://" in proc.stderr
     assert "model.checkpoint" in proc.stderr
     assert seconds < 60
+
+
+def test_gmm_posterior_quick_sweep_prints_its_table(tmp_path):
+    proc, seconds = _cli("-m", "+experiment=gmm_posterior_quick", f"paths.output_dir={tmp_path}", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    tables = list(tmp_path.rglob("table.md"))
+    assert len(tables) == 1
+    text = tables[0].read_text()
+    for solver in ("dps", "pgdm", "ddrm", "reddiff", "ddim"):
+        assert f"| {solver} " in text
+    assert "sw_to_posterior" in text and "±" in text
+    rows = pd.concat([pd.read_csv(p) for p in tmp_path.rglob("metrics.csv")])
+    assert len(rows) == 25 and (rows["status"] == "ok").all()
+    sw = rows.groupby("solver")["sw_to_posterior"].mean()
+    assert sw["pgdm"] < sw["ddim"] and sw["dps"] < sw["ddim"]
+
+
+def test_a_solver_that_cannot_handle_a_task_is_refused_before_any_work(tmp_path):
+    from reddiff_bench.errors import ConfigError
+
+    run_dir = tmp_path / "refused"
+    cfg = compose_config(FAST + ["logger=none", "solver=ddrm"], run_dir=run_dir)
+    with open_dict(cfg):
+        cfg.task.degradation = OmegaConf.create({"_target_": "tests.helpers.SquareDegradation"})
+    with pytest.raises(ConfigError, match="cannot solve task"):
+        run(cfg, run_dir)
+    assert not (run_dir / "metrics.csv").exists()

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .base import LinearOperator, Operator, SVDOperator, operator_matrix, support_values
+from .dense import DenseOperator, RandomMatrix
 from .inpainting import BoxInpainting, MaskOperator, RandomPixelInpainting
 from .separable import BlockAverageSR, SeparableOperator
 
@@ -23,6 +24,6 @@ class Degradation(Protocol):
 
 
 __all__ = [
-    "BlockAverageSR", "BoxInpainting", "Degradation", "LinearOperator", "MaskOperator", "Operator",
+    "BlockAverageSR", "BoxInpainting", "Degradation", "DenseOperator", "RandomMatrix", "LinearOperator", "MaskOperator", "Operator",
     "RandomPixelInpainting", "SVDOperator", "SeparableOperator", "operator_matrix", "support_values",
 ]

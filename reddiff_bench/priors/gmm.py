@@ -41,6 +41,8 @@ class GaussianMixture(torch.nn.Module):
         self.register_buffer("means", means)
         self.register_buffer("evals", evals.clamp_min(0.0))
         self.register_buffer("evecs", evecs)
+        # Isotropic components (Sigma_k = lambda_k I) take fast paths: no d x d rotations.
+        self.isotropic = bool(torch.allclose(evals, evals[:, :1].expand_as(evals)))
 
     @classmethod
     def from_covariances(cls, weights: Tensor, means: Tensor, covariances: Tensor) -> "GaussianMixture":
@@ -85,8 +87,20 @@ class GaussianMixture(torch.nn.Module):
         logn = -0.5 * ((z**2 / var).sum(-1) + var.log().sum(-1) + self.dim * LOG_2PI)
         return logn + self.weights.log()[None], z, var
 
+    def _denoise_isotropic(self, x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+        lam = self.evals[:, 0]  # (K,)
+        a = alpha[:, None]
+        var = a**2 * lam[None] + sigma[:, None] ** 2  # (B, K)
+        sq = (x**2).sum(-1, keepdim=True) - 2 * a * (x @ self.means.T) + a**2 * (self.means**2).sum(-1)[None]
+        logits = self.weights.log()[None] - 0.5 * (sq / var + self.dim * var.log())
+        resp = torch.softmax(logits, dim=-1)  # (B, K)
+        gain = a * lam[None] / var  # (B, K): posterior mean mu_k + gain_k (x - alpha mu_k)
+        return (resp * (1 - a * gain)) @ self.means + (resp * gain).sum(-1, keepdim=True) * x
+
     def denoise(self, x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
         """Exact ``E[x0 | x_t = x]`` for ``x_t = alpha x0 + sigma eps``; x (B, d), alpha and sigma (B,)."""
+        if self.isotropic:
+            return self._denoise_isotropic(x, alpha, sigma)
         logits, z, var = self._noisy_log_evidence(x, alpha, sigma)
         resp = torch.softmax(logits, dim=-1)
         coef = alpha[:, None, None] * self.evals[None] / var * z
@@ -131,6 +145,28 @@ class GaussianMixture(torch.nn.Module):
         Computed in the mixture's dtype (use float64 for reference numbers)."""
         return GaussianMixture.from_covariances(*self.posterior_moments(A, y, sigma_y))
 
+    def posterior_samples(self, A: Tensor, y: Tensor, sigma_y: float, n: int,
+                          generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``n`` exact posterior samples (n, d), with the posterior weights (K,) and means (K, d).
+
+        With one shared isotropic covariance ``lambda I`` (the MCGdiff/TMPD benchmark), the
+        posterior covariance ``lambda (I - V diag(lambda s^2 / (lambda s^2 + sigma_y^2)) V^T)`` (A = U S V^T)
+        is the same for every component and its square root is applied through the SVD of A:
+        no d x d eigendecomposition."""
+        lam = self.evals[:, 0]
+        if not (self.isotropic and torch.allclose(lam, lam[:1].expand_as(lam))):
+            post = self.posterior(A, y, sigma_y)
+            return post.sample(n, generator), post.weights, post.means
+        weights, means, _ = self._condition(A, y, sigma_y, means_only=True)
+        lam0 = lam[0]
+        _, s, vh = torch.linalg.svd(A.to(self.means), full_matrices=False)
+        shrink = 1 - torch.sqrt(sigma_y**2 / (lam0 * s**2 + sigma_y**2)) if sigma_y > 0 else torch.ones_like(s)
+        cpu = dict(device="cpu", dtype=self.means.dtype)
+        comp = torch.multinomial(weights.cpu(), n, replacement=True, generator=generator).to(self.means.device)
+        z = torch.randn(n, self.dim, generator=generator, **cpu).to(self.means.device)
+        z = z - ((z @ vh.T) * shrink) @ vh  # (I - V diag(shrink) V^T) z
+        return means[comp] + lam0.sqrt() * z, weights, means
+
 
 class GMMPrior(DiffusionPrior):
     """An exact diffusion prior: a Gaussian mixture over flattened images (or plain vectors)."""
@@ -156,6 +192,12 @@ class GMMPrior(DiffusionPrior):
     def exact_posterior(self, A: Tensor, y: Tensor, sigma_y: float) -> GaussianMixture:
         """The exact posterior given ``y = A x + sigma_y e`` with x flattened, computed in float64."""
         return self.reference[0].posterior(A.detach().double().cpu(), y.detach().double().cpu(), sigma_y)
+
+    def exact_posterior_samples(self, A: Tensor, y: Tensor, sigma_y: float, n: int,
+                                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``n`` exact posterior samples (n, d), the posterior weights (K,) and means (K, d), float64."""
+        return self.reference[0].posterior_samples(A.detach().double().cpu(), y.detach().double().cpu(), sigma_y,
+                                                   n, generator)
 
     def exact_posterior_mean(self, A: Tensor, y: Tensor, sigma_y: float) -> Tensor:
         return self.reference[0].posterior_mean(A.detach().double().cpu(), y.detach().double().cpu(), sigma_y)

@@ -1,0 +1,27 @@
+"""The problems of the Gaussian-mixture benchmark: ground truths drawn from the prior."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..diffusion import make_generator
+from ..priors.gmm import grid_gmm_prior
+
+
+class GMMProblems:
+    """``num_problems`` ground truths ``x* ~ p(x)`` of the grid mixture in dimension ``dim``,
+    each drawn from its own generator (problem id ``d{dim}_p{k}``)."""
+
+    def __init__(self, dim: int = 8, num_problems: int = 20, random_weights: bool = False, seed: int = 0):
+        self.dim, self.seed = int(dim), seed
+        self.name = f"gmm_problems{dim}"
+        self.mixture = grid_gmm_prior(dim, random_weights=random_weights, seed=seed).reference[0]
+        self.ids = [f"d{dim}_p{k:03d}" for k in range(num_problems)]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[str, Tensor]:
+        problem = self.ids[index]
+        return problem, self.mixture.sample(1, make_generator(self.seed, "problem", problem))[0].float()
