@@ -7,6 +7,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from .errors import ConfigError
@@ -16,10 +17,16 @@ from .errors import ConfigError
 def main(cfg: DictConfig) -> float | None:
     from .runner import run
 
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        summary = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        summary = run(cfg, run_dir)
     except ConfigError as err:
         print(f"\nerror: {err}", file=sys.stderr)
+        if hydra_cfg.mode == RunMode.MULTIRUN:  # one refused job must not end the sweep
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "error.txt").write_text(f"{err}\n")
+            return None
         sys.exit(2)
     return summary.get("psnr")  # for Hydra sweepers that optimise
 

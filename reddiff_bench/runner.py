@@ -208,6 +208,20 @@ def _load(dataset, index: int, skip_unreadable: bool) -> tuple[str, Tensor | Non
     return image_id, x, "ok"
 
 
+def _saved_measurements(directory: Path, image_ids: list[str]) -> tuple[list[dict[str, Tensor]], Tensor]:
+    """Artifacts and y of earlier runs (``<directory>/<image_id>.pt``, as runs save them)."""
+    artifacts, ys = [], []
+    for image_id in image_ids:
+        path = directory / f"{image_id}.pt"
+        if not path.is_file():
+            raise ConfigError(f"no saved measurement {path} for image {image_id!r} (measurements_from={directory}); "
+                              f"point measurements_from at the measurements/ folder of a run on the same data.")
+        record = torch.load(path, map_location="cpu", weights_only=True)
+        artifacts.append({k[len("artifact_"):]: v for k, v in record.items() if k.startswith("artifact_")})
+        ys.append(record["y"])
+    return artifacts, torch.stack(ys)
+
+
 def _solve(solver, prior, operator: Operator, y: Tensor, task: Task, generators, device, callback):
     prior.counter.reset()
     with CostMeter(device) as cost:
@@ -246,9 +260,14 @@ def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger,
     x = torch.stack([x for _, x in loaded]).to(device)
     shape = tuple(x.shape[1:])
     seed, n_samples = int(cfg.seed), int(cfg.n_samples)
-    artifacts = [task.sample_artifacts(shape, make_generator(seed, "artifacts", task.name, i)) for i in image_ids]
-    operator: Operator = task.operator(artifacts, shape).to(device)
-    y = task.measure(operator, x, [make_generator(seed, "noise", task.name, i) for i in image_ids])
+    if cfg.get("measurements_from"):
+        artifacts, y = _saved_measurements(Path(cfg.measurements_from), image_ids)
+        operator: Operator = task.operator(artifacts, shape).to(device)
+        y = y.to(device)
+    else:
+        artifacts = [task.sample_artifacts(shape, make_generator(seed, "artifacts", task.name, i)) for i in image_ids]
+        operator = task.operator(artifacts, shape).to(device)
+        y = task.measure(operator, x, [make_generator(seed, "noise", task.name, i) for i in image_ids])
     hashes = []
     for k, image_id in enumerate(image_ids):
         record = {**{f"artifact_{name}": t for name, t in artifacts[k].items()}, "y": y[k].cpu()}

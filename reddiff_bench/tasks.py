@@ -33,10 +33,33 @@ class GaussianNoise:
         return clean + self.sigma_y * noise
 
 
+class PoissonNoise:
+    """Shot noise: ``(A(x) + 1) / 2`` (clipped at 0) is an intensity in [0, 1] whose counts at
+    ``photons`` per unit intensity are Poisson; ``y = 2 counts / photons - 1`` back on the [-1, 1]
+    scale. ``sigma_y`` reports the equivalent Gaussian std at mid-grey, ``sqrt(2 / photons)``, for
+    solvers that need one."""
+
+    def __init__(self, photons: float = 100.0):
+        if photons <= 0:
+            raise ValueError(f"photons must be > 0, got {photons}")
+        self.photons = float(photons)
+
+    @property
+    def sigma_y(self) -> float:
+        return (2.0 / self.photons) ** 0.5
+
+    def __call__(self, clean: Tensor, operator: Operator, generators: list[torch.Generator]) -> Tensor:
+        rate = (self.photons * (clean + 1) / 2).clamp_min(0).double().cpu()
+        counts = torch.stack([torch.poisson(rate[k], generator=g) for k, g in enumerate(generators)])
+        noisy = (2 * counts / self.photons - 1).to(device=clean.device, dtype=clean.dtype)
+        support = operator.y_support(clean)
+        return noisy if support is None else torch.where(support > 0, noisy, clean)
+
+
 class Task:
     """What is measured and how: the same ``y`` for every solver of a sweep."""
 
-    def __init__(self, name: str, degradation: Degradation, noise: GaussianNoise):
+    def __init__(self, name: str, degradation: Degradation, noise: GaussianNoise | PoissonNoise):
         self.name = name
         self.degradation = degradation
         self.noise = noise

@@ -12,9 +12,14 @@ import torch
 from torch import Tensor
 
 from .base import LinearOperator, Operator, SVDOperator, operator_matrix, support_values
+from .color import Colorization, GrayscaleOperator
+from .compose import ComposedOperator, Compose
+from .convolution import CircularConvolution, GaussianBlur, MotionBlur, UniformBlur
 from .dense import DenseOperator, RandomMatrix
-from .inpainting import BoxInpainting, MaskOperator, RandomPixelInpainting
-from .separable import BlockAverageSR, SeparableOperator
+from .inpainting import (BoxInpainting, Denoising, FreeFormInpainting, HalfInpainting, MaskFile, MaskOperator,
+                         RandomBoxInpainting, RandomPixelInpainting)
+from .nonlinear import HDR, JPEG, HDROperator, JPEGOperator, PhaseRetrieval, PhaseRetrievalOperator
+from .separable import BicubicSR, BlockAverageSR, SeparableOperator
 
 
 class Degradation(Protocol):
@@ -24,6 +29,10 @@ class Degradation(Protocol):
 
 
 __all__ = [
-    "BlockAverageSR", "BoxInpainting", "Degradation", "DenseOperator", "RandomMatrix", "LinearOperator", "MaskOperator", "Operator",
-    "RandomPixelInpainting", "SVDOperator", "SeparableOperator", "operator_matrix", "support_values",
+    "BicubicSR", "BlockAverageSR", "BoxInpainting", "CircularConvolution", "Colorization", "Compose",
+    "ComposedOperator", "Degradation", "Denoising", "DenseOperator", "FreeFormInpainting", "GaussianBlur",
+    "GrayscaleOperator", "HDR", "HDROperator", "HalfInpainting", "JPEG", "JPEGOperator", "LinearOperator",
+    "MaskFile", "MaskOperator", "MotionBlur", "Operator", "PhaseRetrieval", "PhaseRetrievalOperator",
+    "RandomBoxInpainting", "RandomMatrix", "RandomPixelInpainting", "SVDOperator", "SeparableOperator",
+    "UniformBlur", "operator_matrix", "support_values",
 ]

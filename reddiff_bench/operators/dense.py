@@ -27,6 +27,8 @@ class DenseOperator(SVDOperator):
 
     @staticmethod
     def _mv(M: Tensor, x: Tensor) -> Tensor:
+        if M.shape[0] == 1:  # one matrix for the whole batch (e.g. samples of one problem): one GEMM
+            return x @ M[0].T.to(x.dtype)
         return (M.to(x.dtype) @ x[..., None])[..., 0]
 
     def forward(self, x: Tensor) -> Tensor:

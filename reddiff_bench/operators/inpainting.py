@@ -82,3 +82,156 @@ class RandomPixelInpainting:
 
     def operator(self, artifacts: dict[str, Tensor], image_shape: tuple[int, int, int]) -> MaskOperator:
         return MaskOperator(artifacts["mask"])
+
+
+class RandomBoxInpainting:
+    """A square hole of side ``fraction`` of the image side at a uniformly random position."""
+
+    def __init__(self, fraction: float = 0.5):
+        if not 0 < fraction < 1:
+            raise ValueError(f"box fraction must be in (0, 1), got {fraction}")
+        self.fraction = fraction
+
+    def sample_artifacts(self, image_shape, generator) -> dict[str, Tensor]:
+        _, h, w = image_shape
+        bh, bw = round(h * self.fraction), round(w * self.fraction)
+        top = int(torch.randint(0, h - bh + 1, (), generator=generator))
+        left = int(torch.randint(0, w - bw + 1, (), generator=generator))
+        mask = torch.ones(1, h, w)
+        mask[:, top : top + bh, left : left + bw] = 0
+        return {"mask": mask}
+
+    def operator(self, artifacts, image_shape) -> MaskOperator:
+        return MaskOperator(artifacts["mask"])
+
+
+class HalfInpainting:
+    """The right half of the image is missing (``side``: right, left, top or bottom)."""
+
+    SIDES = ("right", "left", "top", "bottom")
+
+    def __init__(self, side: str = "right"):
+        if side not in self.SIDES:
+            raise ValueError(f"side must be one of {self.SIDES}, got {side!r}")
+        self.side = side
+
+    def sample_artifacts(self, image_shape, generator) -> dict[str, Tensor]:
+        _, h, w = image_shape
+        mask = torch.ones(1, h, w)
+        region = {"right": (slice(None), slice(w // 2, None)), "left": (slice(None), slice(None, w // 2)),
+                  "top": (slice(None, h // 2), slice(None)), "bottom": (slice(h // 2, None), slice(None))}[self.side]
+        mask[(slice(None),) + region] = 0
+        return {"mask": mask}
+
+    def operator(self, artifacts, image_shape) -> MaskOperator:
+        return MaskOperator(artifacts["mask"])
+
+
+def _stroke(hole: Tensor, generator: torch.Generator, max_vertices: int, max_width: float) -> None:
+    """Paint one brush stroke (a polyline of thick segments with round joints) into ``hole``."""
+    h, w = hole.shape
+    rows = torch.arange(h, dtype=torch.float32)[:, None]
+    cols = torch.arange(w, dtype=torch.float32)[None, :]
+    r = float(torch.rand((), generator=generator)) * h
+    c = float(torch.rand((), generator=generator)) * w
+    width = (0.3 + 0.7 * float(torch.rand((), generator=generator))) * max_width
+    angle = float(torch.rand((), generator=generator)) * 2 * 3.141592653589793
+    for _ in range(1 + int(torch.randint(0, max_vertices, (), generator=generator))):
+        angle += (float(torch.rand((), generator=generator)) - 0.5) * 3.141592653589793
+        length = (0.1 + 0.3 * float(torch.rand((), generator=generator))) * max(h, w)
+        r2 = min(max(r + length * torch.tensor(angle).sin().item(), 0.0), h - 1.0)
+        c2 = min(max(c + length * torch.tensor(angle).cos().item(), 0.0), w - 1.0)
+        # distance of every pixel to the segment (r, c) -> (r2, c2)
+        dr, dc = r2 - r, c2 - c
+        t = (((rows - r) * dr + (cols - c) * dc) / max(dr * dr + dc * dc, 1e-9)).clamp(0, 1)
+        dist = ((rows - (r + t * dr)) ** 2 + (cols - (c + t * dc)) ** 2).sqrt()
+        hole |= dist <= width / 2
+        r, c = r2, c2
+
+
+class FreeFormInpainting:
+    """Palette-style free-form masks: random thick brush strokes, redrawn until the hole covers
+    ``coverage`` = [low, high] of the image (e.g. [0.1, 0.2] or [0.2, 0.3]); seeded per image."""
+
+    def __init__(self, coverage: tuple[float, float] = (0.1, 0.2), max_vertices: int = 6,
+                 max_width_fraction: float = 0.08, max_tries: int = 1000):
+        low, high = coverage
+        if not 0 <= low < high <= 1:
+            raise ValueError(f"coverage must be [low, high] within [0, 1], got {coverage}")
+        self.low, self.high = float(low), float(high)
+        self.max_vertices, self.max_width_fraction, self.max_tries = max_vertices, max_width_fraction, max_tries
+
+    def sample_artifacts(self, image_shape, generator) -> dict[str, Tensor]:
+        _, h, w = image_shape
+        max_width = max(2.0, self.max_width_fraction * max(h, w))
+        for _ in range(self.max_tries):
+            hole = torch.zeros(h, w, dtype=torch.bool)
+            while hole.float().mean() < self.low:
+                _stroke(hole, generator, self.max_vertices, max_width)
+            if hole.float().mean() <= self.high:
+                return {"mask": (~hole).float()[None]}
+        raise RuntimeError(f"no free-form mask with coverage in [{self.low}, {self.high}] after {self.max_tries} tries")
+
+    def operator(self, artifacts, image_shape) -> MaskOperator:
+        return MaskOperator(artifacts["mask"])
+
+
+class MaskFile:
+    """Masks from the user: a PNG (nonzero = observed pixel) or an NPZ/NPY array (key ``mask``),
+    or a directory of them from which each image draws one with its generator (reproducible).
+    Masks are resized (nearest) to the image size when needed."""
+
+    def __init__(self, path: str):
+        from pathlib import Path
+
+        from ..errors import ConfigError
+
+        self.path = Path(path).expanduser()
+        if self.path.is_dir():
+            self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in (".png", ".npz", ".npy"))
+        elif self.path.is_file():
+            self.files = [self.path]
+        else:
+            raise ConfigError(f"mask path {self.path} does not exist (task.degradation.path): give a PNG/NPZ file "
+                              f"or a directory of them")
+        if not self.files:
+            raise ConfigError(f"no .png, .npz or .npy masks in {self.path}")
+
+    @staticmethod
+    def load(path) -> Tensor:
+        import numpy as np
+
+        if path.suffix.lower() == ".png":
+            from PIL import Image
+
+            with Image.open(path) as im:
+                array = np.asarray(im.convert("L"))
+        else:
+            loaded = np.load(path)
+            array = loaded["mask"] if hasattr(loaded, "files") else loaded
+        mask = torch.from_numpy((np.asarray(array) > 0).astype("float32"))
+        if mask.ndim == 3:
+            mask = mask.amax(0) if mask.shape[0] <= 4 else mask.amax(-1)
+        return mask
+
+    def sample_artifacts(self, image_shape, generator) -> dict[str, Tensor]:
+        _, h, w = image_shape
+        index = int(torch.randint(0, len(self.files), (), generator=generator)) if len(self.files) > 1 else 0
+        mask = self.load(self.files[index])
+        if tuple(mask.shape) != (h, w):
+            mask = torch.nn.functional.interpolate(mask[None, None], size=(h, w), mode="nearest")[0, 0]
+        return {"mask": mask[None]}
+
+    def operator(self, artifacts, image_shape) -> MaskOperator:
+        return MaskOperator(artifacts["mask"])
+
+
+class Denoising:
+    """``y = x + noise``: the identity operator (a mask of ones)."""
+
+    def sample_artifacts(self, image_shape, generator) -> dict[str, Tensor]:
+        return {}
+
+    def operator(self, artifacts, image_shape) -> MaskOperator:
+        _, h, w = image_shape
+        return MaskOperator(torch.ones(1, 1, h, w))

@@ -91,3 +91,46 @@ class BlockAverageSR:
     def operator(self, artifacts: dict[str, Tensor], image_shape: tuple[int, int, int]) -> SeparableOperator:
         _, h, w = image_shape
         return SeparableOperator(block_average_matrix(h, self.factor), block_average_matrix(w, self.factor))
+
+
+def cubic(t: Tensor, a: float = -0.5) -> Tensor:
+    """Keys' cubic convolution kernel (a = -0.5: the bicubic of Matlab/PIL)."""
+    t = t.abs()
+    return torch.where(t <= 1, (a + 2) * t**3 - (a + 3) * t**2 + 1,
+                       torch.where(t < 2, a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a, torch.zeros_like(t)))
+
+
+def bicubic_matrix(n: int, factor: int, a: float = -0.5) -> Tensor:
+    """1-D antialiased bicubic downsampling (n // factor, n): output i sits at input coordinate
+    (i + 0.5) f - 0.5; weights cubic((j - centre) / f) / f over the 4f nearest inputs, boundary by
+    reflection (the input is mirrored about its edges), rows normalised to sum 1."""
+    if n % factor:
+        raise ValueError(f"image side {n} is not divisible by the super-resolution factor {factor}")
+    m = torch.zeros(n // factor, n, dtype=torch.float64)
+    for i in range(n // factor):
+        centre = (i + 0.5) * factor - 0.5
+        for j in range(int(centre - 2 * factor) - 1, int(centre + 2 * factor) + 2):
+            w = cubic(torch.tensor((j - centre) / factor, dtype=torch.float64), a)
+            if w == 0:
+                continue
+            jj = j
+            while jj < 0 or jj >= n:  # mirror about the edges (half-sample symmetric)
+                jj = -jj - 1 if jj < 0 else 2 * n - jj - 1
+            m[i, jj] += w
+    return m / m.sum(1, keepdim=True)
+
+
+class BicubicSR:
+    """Super-resolution by antialiased bicubic downsampling (a = -0.5), exact separable SVD."""
+
+    def __init__(self, factor: int = 4, a: float = -0.5):
+        if factor < 2:
+            raise ValueError(f"super-resolution factor must be >= 2, got {factor}")
+        self.factor, self.a = int(factor), float(a)
+
+    def sample_artifacts(self, image_shape: tuple[int, int, int], generator: torch.Generator) -> dict[str, Tensor]:
+        return {}
+
+    def operator(self, artifacts: dict[str, Tensor], image_shape: tuple[int, int, int]) -> SeparableOperator:
+        _, h, w = image_shape
+        return SeparableOperator(bicubic_matrix(h, self.factor, self.a), bicubic_matrix(w, self.factor, self.a))

@@ -1,0 +1,148 @@
+"""Nonlinear forward models. None has a pseudo-inverse; each documents the initial estimate that
+solvers starting from a pseudo-inverse (RED-Diff's init=pinv, the pinv baseline) use instead."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import Operator
+
+
+class HDROperator(Operator):
+    """High dynamic range: ``y = clip(2 x, -1, 1)``. Initial estimate ``y / 2`` (exact where
+    unclipped)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (2 * x).clamp(-1, 1)
+
+    def init_estimate(self, y: Tensor) -> Tensor:
+        return y / 2
+
+
+class PhaseRetrievalOperator(Operator):
+    """Fourier phase retrieval: ``y = |F(pad((x + 1) / 2))|`` per channel, the nonnegative image
+    zero-padded by ``oversampling`` (2: twice the side, the image centred), orthonormal FFT.
+    Initial estimate: the mid-grey image (x = 0); no pseudo-inverse exists."""
+
+    def __init__(self, oversampling: float = 2.0):
+        super().__init__()
+        if oversampling < 1:
+            raise ValueError(f"oversampling must be >= 1, got {oversampling}")
+        self.oversampling = float(oversampling)
+
+    def _pad(self, h: int, w: int) -> tuple[int, int, int, int]:
+        ph, pw = round(h * (self.oversampling - 1)), round(w * (self.oversampling - 1))
+        return (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        padded = F.pad((x + 1) / 2, self._pad(*x.shape[-2:]))
+        return torch.fft.fft2(padded, norm="ortho").abs()
+
+    def init_estimate(self, y: Tensor) -> Tensor:
+        h, w = round(y.shape[-2] / self.oversampling), round(y.shape[-1] / self.oversampling)
+        return torch.zeros(y.shape[0], y.shape[1], h, w, device=y.device, dtype=y.dtype)
+
+
+# IJG base quantisation tables (ITU-T T.81, Annex K).
+_LUMA = torch.tensor([
+    [16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55], [14, 13, 16, 24, 40, 57, 69, 56],
+    [14, 17, 22, 29, 51, 87, 80, 62], [18, 22, 37, 56, 68, 109, 103, 77], [24, 35, 55, 64, 81, 104, 113, 92],
+    [49, 64, 78, 87, 103, 121, 120, 101], [72, 92, 95, 98, 112, 100, 103, 99]], dtype=torch.float64)
+_CHROMA = torch.tensor([
+    [17, 18, 24, 47, 99, 99, 99, 99], [18, 21, 26, 66, 99, 99, 99, 99], [24, 26, 56, 99, 99, 99, 99, 99],
+    [47, 66, 99, 99, 99, 99, 99, 99]] + [[99] * 8] * 4, dtype=torch.float64)
+_RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
+                             dtype=torch.float64)
+
+
+def quality_tables(quality: int) -> tuple[Tensor, Tensor]:
+    """IJG scaling of the base tables to ``quality`` in 1..100."""
+    if not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return tuple(((t * scale + 50) / 100).floor().clamp(1, 255) for t in (_LUMA, _CHROMA))
+
+
+def _dct_matrix(n: int = 8) -> Tensor:
+    k = torch.arange(n, dtype=torch.float64)
+    m = torch.cos(math.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n)) * math.sqrt(2 / n)
+    m[0] /= math.sqrt(2)
+    return m
+
+
+def soft_round(x: Tensor) -> Tensor:
+    """Rounding with a useful gradient: ``round(x) + (x - round(x))^3`` (Shin and Song, 2017)."""
+    r = torch.round(x)
+    return r + (x - r) ** 3
+
+
+class JPEGOperator(Operator):
+    """Differentiable JPEG at ``quality``: RGB -> YCbCr (JFIF), 8 x 8 block DCT, quantisation with
+    the IJG tables (soft rounding), dequantisation, inverse DCT, back to RGB, clipped to the pixel
+    range. No chroma subsampling (4:4:4). Image sides must be multiples of 8. Initial estimate:
+    the decoded JPEG ``y`` itself."""
+
+    def __init__(self, quality: int = 10):
+        super().__init__()
+        luma, chroma = quality_tables(int(quality))
+        self.quality = int(quality)
+        self.register_buffer("tables", torch.stack([luma, chroma, chroma]))
+        self.register_buffer("dct", _dct_matrix())
+        self.register_buffer("rgb2ycc", _RGB_TO_YCBCR.clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        if c != 3 or h % 8 or w % 8:
+            raise ValueError(f"JPEG needs RGB images with sides divisible by 8, got {tuple(x.shape[1:])}")
+        dt = x.dtype
+        pixels = (x + 1) * 127.5
+        ycc = torch.einsum("ij,bjhw->bihw", self.rgb2ycc.to(dt), pixels)
+        ycc = ycc + torch.tensor([-128.0, 0.0, 0.0], dtype=dt, device=x.device).view(1, 3, 1, 1)
+        blocks = ycc.reshape(b, 3, h // 8, 8, w // 8, 8).transpose(3, 4)  # (b, 3, H/8, W/8, 8, 8)
+        d = self.dct.to(dt)
+        coeffs = d @ blocks @ d.T
+        q = self.tables.to(dt)[None, :, None, None]
+        coeffs = soft_round(coeffs / q) * q
+        blocks = d.T @ coeffs @ d
+        ycc = blocks.transpose(3, 4).reshape(b, 3, h, w)
+        ycc = ycc + torch.tensor([128.0, 0.0, 0.0], dtype=dt, device=x.device).view(1, 3, 1, 1)
+        rgb = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(self.rgb2ycc).to(dt), ycc)
+        return (rgb.clamp(0, 255) / 127.5) - 1
+
+    def init_estimate(self, y: Tensor) -> Tensor:
+        return y
+
+
+class HDR:
+    def sample_artifacts(self, image_shape, generator) -> dict[str, Tensor]:
+        return {}
+
+    def operator(self, artifacts, image_shape) -> HDROperator:
+        return HDROperator()
+
+
+class PhaseRetrieval:
+    def __init__(self, oversampling: float = 2.0):
+        self.oversampling = float(oversampling)
+
+    def sample_artifacts(self, image_shape, generator) -> dict[str, Tensor]:
+        return {}
+
+    def operator(self, artifacts, image_shape) -> PhaseRetrievalOperator:
+        return PhaseRetrievalOperator(self.oversampling)
+
+
+class JPEG:
+    def __init__(self, quality: int = 10):
+        self.quality = int(quality)
+        quality_tables(self.quality)  # validate early
+
+    def sample_artifacts(self, image_shape, generator) -> dict[str, Tensor]:
+        return {}
+
+    def operator(self, artifacts, image_shape) -> JPEGOperator:
+        return JPEGOperator(self.quality)
