@@ -57,7 +57,7 @@ class ResultsStore:
         """Means over the images whose status is ``ok`` (numeric columns), plus counts."""
         frame = self.frame()
         ok = frame[frame["status"] == "ok"]
-        numeric = ok.select_dtypes("number").drop(columns=["seed", "batch_size"], errors="ignore")
+        numeric = ok.select_dtypes("number").drop(columns=["seed", "batch_size", "sigma_y", "n_samples"], errors="ignore")
         summary: dict[str, Any] = {
             "num_images": int(len(frame)),
             "num_ok": int(len(ok)),
@@ -72,6 +72,9 @@ class ResultsStore:
         return summary
 
     def write_summary(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """``summary.json``: the means over ok images, with run-level values (``extra``) beside them;
+        NaN (an unavailable metric) is written as null."""
         summary = {**extra, **self.summary()}
+        summary = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
         atomic_write_text(self.summary_path, json.dumps(summary, indent=2, sort_keys=False) + "\n")
         return summary

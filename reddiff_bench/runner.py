@@ -11,6 +11,7 @@ depend on the solver, so every solver of a sweep sees the same ``y``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -27,6 +28,7 @@ from .errors import ConfigError
 from .metrics import data_consistency, psnr, ssim
 from .metrics.cost import CostMeter
 from .metrics.distribution import sliced_wasserstein
+from .metrics.suite import MetricSuite
 from .operators import Operator, operator_matrix, support_values
 from .results import ResultsStore, config_hash
 from .tasks import Task, tensor_hash
@@ -156,6 +158,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     solver_name = cfg.solver_name
     ids = dict(run=f"{run_dir.parent.name}/{run_dir.name}", solver=solver_name, task=task.name, dataset=dataset.name,
                model=prior.name, sigma_y=task.sigma_y, seed=int(cfg.seed))
+    suite = MetricSuite(**OmegaConf.to_container(cfg.metrics, resolve=True), device=device,
+                        cache_dir=cfg.paths.cache_dir, labels=getattr(dataset, "labels", None),
+                        dataset_key=json.dumps(resolved.get("dataset"), sort_keys=True, default=str))
     store = ResultsStore(run_dir)
     measurements_dir = run_dir / "measurements"
     measurements_dir.mkdir(exist_ok=True)
@@ -170,7 +175,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     try:
         for batch_index, start in enumerate(range(0, n, batch_size)):
             rows = _run_batch(cfg, dataset, range(start, min(start + batch_size, n)), task, solver, prior, device,
-                              logger, batch_index, ids, chash, measurements_dir, grid)
+                              logger, batch_index, ids, chash, measurements_dir, grid, suite)
             store.append(rows)
             bar.update(len(rows))
             key = "psnr" if "psnr" in rows[-1] else "mse"
@@ -183,7 +188,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if grid:
         save_grid(run_dir / "grid.png", grid)
         logger.log_image("grid", run_dir / "grid.png")
-    summary = store.write_summary({**ids, "config_hash": chash, "device": str(device)})
+    run_metrics = suite.finalize()
+    summary = store.write_summary({**ids, "config_hash": chash, "device": str(device), **run_metrics})
+    for name, reason in run_metrics.get("notes", {}).items():
+        print(f"note: {name}: {reason}")
     logger.log_rows(store.frame())
     logger.log_summary(summary)
     logger.finish()
@@ -248,7 +256,7 @@ def _image_metrics(estimate: Tensor, x: Tensor) -> dict[str, Tensor]:
 
 
 def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger, batch_index, ids, chash,
-               measurements_dir: Path, grid) -> list[dict[str, Any]]:
+               measurements_dir: Path, grid, suite: MetricSuite) -> list[dict[str, Any]]:
     skip = bool(getattr(dataset, "skip_unreadable", False))
     loaded = [_load(dataset, i, skip) for i in indices]
     rows = [{**ids, "image_id": image_id, "status": status, "config_hash": chash}
@@ -312,10 +320,12 @@ def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger,
                 row["data_consistency"] = float(data_consistency(residual.reshape(1, -1).pow(2).sum(-1), task.sigma_y,
                                                                  op_k.num_measurements(y[k : k + 1]))[0])
                 row.update({name: float(v[0]) for name, v in _image_metrics(estimate, x[k : k + 1]).items()})
+                row.update(suite.image_metrics(image_id, estimate, x[k : k + 1]))
                 if n_samples > 1:
                     per_sample = _image_metrics(out, x[k : k + 1].expand_as(out))
                     row.update({f"{name}_per_sample": float(v.mean()) for name, v in per_sample.items()})
                     row["sample_std"] = float(out.std(0).mean())
+                    row.update(suite.diversity(out))
             if cfg.reference_metrics:
                 row.update(reference_metrics(prior, task, artifacts[k], y[k], out, x[k], cfg, image_id))
         row.update(diagnostics[k])

@@ -40,3 +40,114 @@ def test_data_consistency_is_one_for_pure_noise_residual():
     dc = data_consistency(residual.pow(2).sum(-1), sigma, torch.full((2,), float(m)))
     assert torch.allclose(dc, torch.ones(2), atol=0.01)
     assert torch.isnan(data_consistency(residual.pow(2).sum(-1), 0.0, torch.full((2,), float(m)))).all()
+
+
+# --- LPIPS, FID, KID, top-1, unavailable weights -------------------------------------------------
+
+import math  # noqa: E402
+import urllib.error  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from reddiff_bench.metrics.fid import frechet_distance, gaussian_stats, kernel_inception_distance  # noqa: E402
+from reddiff_bench.metrics.suite import MetricSuite  # noqa: E402
+
+
+def test_lpips_wrapper_equals_the_lpips_package_on_minus_one_to_one_inputs():
+    import lpips
+
+    from reddiff_bench.metrics.perceptual import LPIPS
+
+    ours = LPIPS("alex", random_backbone=True)
+    direct = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
+    direct.load_state_dict(ours.model.state_dict())
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1, torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    with torch.no_grad():
+        expected = direct(a, b).reshape(-1)
+        wrong_range = direct((a + 1) / 2, (b + 1) / 2).reshape(-1)  # what the RED-diff reference feeds
+    assert torch.allclose(ours(a, b), expected, atol=1e-6)
+    assert not torch.allclose(ours(a, b), wrong_range, atol=1e-3)
+    assert ours(a, a).abs().max() < 1e-6
+
+
+def test_frechet_distance_closed_forms():
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(500, 6))
+    mu, sigma = gaussian_stats(f)
+    assert frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-6)
+    m1, m2 = rng.normal(size=4), rng.normal(size=4)
+    a, b = rng.uniform(0.5, 2, size=4), rng.uniform(0.5, 2, size=4)
+    expected = ((m1 - m2) ** 2).sum() + (a + b - 2 * np.sqrt(a * b)).sum()
+    assert frechet_distance(m1, np.diag(a), m2, np.diag(b)) == pytest.approx(expected, rel=1e-8)
+
+
+def test_kid_is_about_zero_for_one_distribution_and_positive_for_a_shifted_one():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(400, 16)), rng.normal(size=(400, 16))
+    same, same_std = kernel_inception_distance(x, y, subsets=20, subset_size=200)
+    shifted, _ = kernel_inception_distance(x, y + 0.5, subsets=20, subset_size=200)
+    assert abs(same) < 3 * same_std + 1e-3
+    assert shifted > 10 * max(abs(same), same_std)
+
+
+def test_data_consistency_of_the_ground_truth_is_about_one(photo_batch):
+    from reddiff_bench.diffusion import make_generator
+    from reddiff_bench.operators import RandomPixelInpainting
+    from reddiff_bench.tasks import GaussianNoise, Task
+
+    ids, x = photo_batch
+    task = Task("inpaint_random", RandomPixelInpainting(0.5), GaussianNoise(0.05))
+    artifacts = [task.sample_artifacts(tuple(x.shape[1:]), make_generator(0, "a", i)) for i in ids]
+    op = task.operator(artifacts, tuple(x.shape[1:]))
+    y = task.measure(op, x, [make_generator(0, "n", i) for i in ids])
+    residual = (y - op(x)) * op.y_support(y)
+    dc = data_consistency(residual.reshape(len(ids), -1).pow(2).sum(-1), 0.05, op.num_measurements(y))
+    assert torch.allclose(dc, torch.ones_like(dc), atol=0.15), dc  # ~384 measurements: 4% std per image
+    assert abs(float(dc.mean()) - 1) < 0.08
+
+
+def test_missing_weights_give_nan_with_a_reason_naming_the_file(monkeypatch):
+    import lpips
+    import pytorch_fid.inception
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(lpips, "LPIPS", offline)
+    monkeypatch.setattr(pytorch_fid.inception, "InceptionV3", offline)
+    suite = MetricSuite(lpips="alex", fid=True, top1=False)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    for image_id in ("a", "b"):
+        row = suite.image_metrics(image_id, x, x)
+        assert math.isnan(row["lpips"])
+    summary = suite.finalize()
+    assert "alexnet-owt-7be5be79.pth" in summary["notes"]["lpips"] and "checkpoints" in summary["notes"]["lpips"]
+    assert "pt_inception-2015-12-05" in summary["notes"]["fid"]
+    assert "fid" not in summary  # no made-up number
+
+
+def test_suite_fid_and_top1_with_random_networks(monkeypatch):
+    from reddiff_bench.metrics import fid as fid_module
+
+    class FakeInception(torch.nn.Module):  # a fixed random projection stands in for Inception
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.randn(3 * 32 * 32, 8, generator=torch.Generator().manual_seed(0))
+
+        def forward(self, x):
+            return x.reshape(x.shape[0], -1) @ self.proj
+
+    monkeypatch.setattr("reddiff_bench.metrics.suite.InceptionFeatures", FakeInception)
+    suite = MetricSuite(lpips="alex", fid=True, top1=True, labels={"i0": 3, "i1": 5}, random_backbones=True,
+                        kid_subsets=5, kid_subset_size=4)
+    g = torch.Generator().manual_seed(1)
+    for k in range(6):
+        x = torch.rand(1, 3, 32, 32, generator=g) * 2 - 1
+        row = suite.image_metrics(f"i{k}", x, x)
+        assert row["lpips"] == pytest.approx(0.0, abs=1e-6)
+        assert ("top1_correct" in row) == (k < 2)
+    summary = suite.finalize()
+    assert summary["fid"] == pytest.approx(0.0, abs=1e-3) and summary["fid_num_images"] == 6  # rank-deficient sqrtm
+    assert "fid_warning" in summary
+    assert fid_module.FEATURE_EXTRACTOR == summary["fid_features"]

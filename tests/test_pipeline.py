@@ -44,6 +44,8 @@ def test_run_dir_holds_config_rows_summary_grid_and_wandb(tmp_path):
     on_disk = json.loads((run_dir / "summary.json").read_text())
     assert on_disk["psnr"] == pytest.approx(rows["psnr"].mean())
     assert len(list((run_dir / "measurements").glob("*.pt"))) == 3
+    assert "32x32" in on_disk["notes"]["lpips"]  # 16x16 crops: LPIPS says why it is missing
+    assert rows["lpips"].isna().all()
     logged = wandb_summary(run_dir)
     assert float(logged["psnr"]) == pytest.approx(on_disk["psnr"])
     assert float(logged["mse_to_post_mean"]) == pytest.approx(on_disk["mse_to_post_mean"])

@@ -64,7 +64,7 @@ class ImageFolder:
     """Images under ``root`` (recursively, sorted by relative path), the first ``num_images``."""
 
     def __init__(self, root: str, size: int = 256, num_images: int | None = None, name: str = "image_folder",
-                 file_list: str | None = None, skip_unreadable: bool = False):
+                 file_list: str | None = None, skip_unreadable: bool = False, labels: str | None = None):
         self.name = name
         self.root = Path(root).expanduser()
         self.size = int(size)
@@ -83,6 +83,32 @@ class ImageFolder:
         if not files:
             raise ConfigError(f"dataset {name!r}: no images ({', '.join(IMAGE_EXTENSIONS)}) under {self.root}.")
         self.files = files[: num_images] if num_images else files
+        self.labels = self._labels(labels)
+
+    def _labels(self, spec: str | None) -> dict[str, int]:
+        """Class labels by image id: ``synsets`` reads ImageNet's layout (class index = rank of the
+        synset folder among the 1000 sorted synsets, torchvision's order); a file path reads lines
+        ``<relative path> <class index>``; None: no labels."""
+        if spec is None:
+            return {}
+        if spec == "synsets":
+            synsets = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+            if len(synsets) != 1000:
+                raise ConfigError(f"dataset {self.name!r}: labels=synsets needs the 1000 ImageNet class folders under "
+                                  f"{self.root} (found {len(synsets)}); give a label file instead (dataset.labels=PATH "
+                                  f"with lines '<relative path> <class index>').")
+            index = {s: i for i, s in enumerate(synsets)}
+            return {self.image_id(i): index[f.relative_to(self.root).parts[0]] for i, f in enumerate(self.files)}
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"dataset {self.name!r}: label file {path} does not exist (dataset.labels)")
+        by_path = {}
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2:
+                by_path[str(Path(parts[0]).with_suffix(""))] = int(parts[1])
+        return {self.image_id(i): by_path[str(f.relative_to(self.root).with_suffix(""))]
+                for i, f in enumerate(self.files) if str(f.relative_to(self.root).with_suffix("")) in by_path}
 
     def __len__(self) -> int:
         return len(self.files)

@@ -16,6 +16,7 @@ implementation, see the fixture test):
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import torch

@@ -1,0 +1,152 @@
+"""The metrics of a run beyond PSNR/SSIM, each optional and each able to say why it is missing.
+
+* per image: ``lpips`` (images of at least 32 x 32 pixels), ``top1_correct`` (where the dataset
+  has labels); with several samples, ``lpips_diversity`` (mean pairwise LPIPS of the samples);
+* per run: ``fid``, ``kid``, ``kid_std`` over the run's estimates against the clean images (features
+  of the clean images cached per dataset and image list), with ``fid_num_images`` and
+  ``fid_features`` beside them.
+
+A metric whose network weights are absent records NaN, and the reason lands in the run's
+summary (``notes``) and the log, once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .fid import FEATURE_EXTRACTOR, InceptionFeatures, frechet_distance, gaussian_stats, kernel_inception_distance
+from .weights import MetricUnavailable
+
+log = logging.getLogger(__name__)
+
+LPIPS_MIN_SIDE = 32  # AlexNet/VGG pooling leaves nothing of smaller images
+
+
+class MetricSuite:
+    def __init__(self, lpips: str | None = "alex", fid: bool = True, top1: bool = True, kid_subsets: int = 100,
+                 kid_subset_size: int = 1000, device: str | torch.device = "cpu", cache_dir: str | None = None,
+                 labels: dict[str, int] | None = None, random_backbones: bool = False, dataset_key: str = ""):
+        self.lpips_net = None if lpips in (None, "none", False) else str(lpips)
+        self.want_fid, self.want_top1 = bool(fid), bool(top1)
+        self.kid_subsets, self.kid_subset_size = int(kid_subsets), int(kid_subset_size)
+        self.device = torch.device(device)
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self.labels = labels or {}
+        self.random_backbones = random_backbones  # tests only: no pretrained weights
+        self.notes: dict[str, str] = {}
+        self._nets: dict[str, Any] = {}
+        self._fake: list[np.ndarray] = []
+        self._real: list[np.ndarray] = []
+        self._ids: list[str] = []
+        self._real_cache = None
+        if self.cache_dir is not None and dataset_key:
+            key = hashlib.sha256(dataset_key.encode()).hexdigest()[:16]
+            self._real_cache = self.cache_dir / "fid_reference" / f"{key}.npz"
+        self._cached_real = self._load_real()
+
+    def _load_real(self) -> dict[str, np.ndarray] | None:
+        if self._real_cache is None or not self._real_cache.is_file():
+            return None
+        with np.load(self._real_cache) as data:
+            return {str(k): data[k] for k in data.files}
+
+    def _net(self, name: str, build):
+        if name in self.notes:
+            return None
+        if name not in self._nets:
+            try:
+                self._nets[name] = build().to(self.device)
+            except MetricUnavailable as err:
+                self._unavailable(name, str(err))
+                return None
+        return self._nets[name]
+
+    def _unavailable(self, name: str, reason: str) -> None:
+        if name not in self.notes:
+            self.notes[name] = reason
+            log.warning("%s", reason)
+
+    @staticmethod
+    def _is_rgb_image(x: Tensor) -> bool:
+        return x.ndim == 4 and x.shape[1] == 3
+
+    def image_metrics(self, image_id: str, estimate: Tensor, x: Tensor) -> dict[str, float]:
+        """Metrics of one image's estimate (1, C, H, W) against its ground truth (1, C, H, W)."""
+        if not self._is_rgb_image(x):
+            return {}
+        out: dict[str, float] = {}
+        if self.lpips_net is not None:
+            out["lpips"] = math.nan
+            if min(x.shape[-2:]) < LPIPS_MIN_SIDE:
+                self._unavailable("lpips", f"LPIPS needs images of at least {LPIPS_MIN_SIDE}x{LPIPS_MIN_SIDE} pixels")
+            else:
+                from .perceptual import LPIPS
+
+                net = self._net("lpips", lambda: LPIPS(self.lpips_net, self.random_backbones))
+                if net is not None:
+                    out["lpips"] = float(net(estimate.to(self.device), x.to(self.device))[0])
+        if self.want_top1 and image_id in self.labels:
+            from .classifier import ResNet50Top1
+
+            out["top1_correct"] = math.nan
+            net = self._net("top1", lambda: ResNet50Top1(self.random_backbones))
+            if net is not None:
+                out["top1_correct"] = float(int(net.predict(estimate.to(self.device))[0]) == self.labels[image_id])
+        if self.want_fid:
+            net = self._net("fid", InceptionFeatures)
+            if net is not None:
+                self._fake.append(net(estimate.to(self.device)).cpu().double().numpy())
+                if self._cached_real is not None and image_id in self._cached_real:
+                    self._real.append(self._cached_real[image_id][None])
+                else:
+                    self._real.append(net(x.to(self.device)).cpu().double().numpy())
+                self._ids.append(image_id)
+        return out
+
+    def diversity(self, samples: Tensor) -> dict[str, float]:
+        """Mean pairwise LPIPS of one measurement's samples (n, C, H, W)."""
+        if self.lpips_net is None or not self._is_rgb_image(samples) or min(samples.shape[-2:]) < LPIPS_MIN_SIDE:
+            return {}
+        from .perceptual import LPIPS
+
+        net = self._net("lpips", lambda: LPIPS(self.lpips_net, self.random_backbones))
+        return {"lpips_diversity": net.pairwise_mean(samples.to(self.device)) if net is not None else math.nan}
+
+    def finalize(self) -> dict[str, Any]:
+        """Run-level metrics (FID, KID) and the notes on unavailable metrics."""
+        out: dict[str, Any] = {}
+        if self.want_fid and self._fake:
+            fake, real = np.concatenate(self._fake), np.concatenate(self._real)
+            self._save_real()
+            n = len(fake)
+            out.update(fid_num_images=n, fid_features=FEATURE_EXTRACTOR)
+            if n < 2:
+                self._unavailable("fid", "FID/KID need at least 2 images")
+                out.update(fid=math.nan, kid=math.nan, kid_std=math.nan)
+            else:
+                out["fid"] = frechet_distance(*gaussian_stats(fake), *gaussian_stats(real))
+                out["kid"], out["kid_std"] = kernel_inception_distance(fake, real, self.kid_subsets, self.kid_subset_size)
+                if n < 2048:
+                    out["fid_warning"] = (f"FID over {n} images (< 2048 feature dimensions) is strongly biased upwards; "
+                                          f"compare it only between runs with the same images")
+        if self.notes:
+            out["notes"] = dict(self.notes)
+        return out
+
+    def _save_real(self) -> None:
+        """Cache the clean images' features (per dataset config), shared by the runs of a sweep."""
+        if self._real_cache is None:
+            return
+        features = {**(self._cached_real or {}), **{i: f[0] for i, f in zip(self._ids, self._real)}}
+        self._real_cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._real_cache.with_name(self._real_cache.stem + ".partial.npz")
+        np.savez(tmp, **features)
+        tmp.replace(self._real_cache)

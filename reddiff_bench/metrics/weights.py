@@ -1,0 +1,40 @@
+"""Pretrained weights of metric networks come from the torch hub cache
+(``$TORCH_HOME/hub/checkpoints``, by default ``~/.cache/torch/hub/checkpoints``), downloaded there
+on first use when the network allows. When they are absent and cannot be downloaded, the metric
+is unavailable: it reports NaN and a reason naming the file, its URL and the folder to put it in.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+
+class MetricUnavailable(RuntimeError):
+    """A metric that cannot be computed here; its message says why and how to fix it."""
+
+
+def hub_checkpoint_dir() -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def describe_missing(what: str, url: str, err: BaseException) -> str:
+    name = url.rsplit("/", 1)[-1]
+    return (f"{what} unavailable: its weights {name} are not in {hub_checkpoint_dir()} and could not be "
+            f"downloaded ({type(err).__name__}: {err}). Download {url} and place it in {hub_checkpoint_dir()}.")
+
+
+class download_timeout:
+    """Bound how long a weight download may hang on a closed network."""
+
+    def __init__(self, seconds: float = 20.0):
+        self.seconds = seconds
+
+    def __enter__(self):
+        self.previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(self.seconds)
+
+    def __exit__(self, *exc):
+        socket.setdefaulttimeout(self.previous)

@@ -1,0 +1,129 @@
+"""ADM conversion against the reference fixture and full architectures, diffusers loading,
+checkpoint resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from reddiff_bench.errors import ConfigError
+from reddiff_bench.priors.adm import ADMFlags, build_unet, convert_state_dict, unet_config
+from reddiff_bench.priors.checkpoints import REGISTRY, resolve_checkpoint
+
+from .adm_layout import adm_layout
+
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "adm_small_reference.pt"
+needs_fixture = pytest.mark.skipif(not FIXTURE.is_file(), reason=f"fixture {FIXTURE} not present")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return torch.load(FIXTURE, map_location="cpu", weights_only=False)
+
+
+@needs_fixture
+def test_converter_reproduces_the_reference_network(reference):
+    model = build_unet(reference["state_dict"], ADMFlags.from_dict(reference["config"]))
+    with torch.no_grad():
+        out = model(reference["x"], reference["t"]).sample
+    rel = ((out - reference["expected"]).abs().max() / reference["expected"].abs().max()).item()
+    assert rel < 1e-5, rel
+
+
+@needs_fixture
+def test_layout_generator_matches_the_reference_layout(reference):
+    ours = adm_layout(ADMFlags.from_dict(reference["config"]))
+    assert ours == [(name, tuple(shape)) for name, shape in reference["shapes"]]
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_full_architectures_convert_with_no_missing_or_unexpected_keys(name):
+    from diffusers import UNet2DModel
+
+    flags = ADMFlags.from_dict(REGISTRY[name].flags)
+    state = {k: torch.empty(shape, device="meta") for k, shape in adm_layout(flags)}
+    converted = convert_state_dict(state, flags)
+    with torch.device("meta"):
+        model = UNet2DModel(**unet_config(flags))
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in converted.items()} == expected
+
+
+def test_wrong_flags_are_reported_not_silently_converted():
+    flags = ADMFlags.from_dict(dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult="1,2",
+                                    attention_resolutions="16", num_head_channels=16, learn_sigma=True,
+                                    resblock_updown=True))
+    state = {k: torch.zeros(s) for k, s in adm_layout(flags)}
+    wrong = ADMFlags.from_dict({**flags.__dict__, "num_res_blocks": 2})
+    with pytest.raises(ValueError, match="flags match"):
+        convert_state_dict(state, wrong)
+
+
+@needs_fixture
+def test_convert_cli_writes_a_loadable_directory(reference, tmp_path):
+    from diffusers import UNet2DModel
+
+    from reddiff_bench.convert_adm import main
+
+    checkpoint = tmp_path / "adm.pt"
+    torch.save(reference["state_dict"], checkpoint)
+    c = reference["config"]
+    flags = ["--image_size", str(c["image_size"]), "--num_channels", str(c["num_channels"]),
+             "--num_res_blocks", str(c["num_res_blocks"]), "--channel_mult", c["channel_mult"],
+             "--attention_resolutions", c["attention_resolutions"], "--num_head_channels", str(c["num_head_channels"]),
+             "--learn_sigma", "True", "--resblock_updown", "True", "--use_scale_shift_norm", "True",
+             "--diffusion_steps", "1000", "--noise_schedule", "linear", "--use_fp16", "False"]
+    assert main([str(checkpoint), str(tmp_path / "out"), *flags]) == 0
+    model = UNet2DModel.from_pretrained(str(tmp_path / "out"))
+    with torch.no_grad():
+        out = model(reference["x"], reference["t"]).sample
+    assert torch.allclose(out, reference["expected"], rtol=0, atol=1e-5 * reference["expected"].abs().max())
+
+    from reddiff_bench.priors.diffusers_prior import diffusers_prior
+
+    prior = diffusers_prior(str(tmp_path / "out"), local_files_only=True)
+    assert prior.image_shape == (3, 32, 32)
+    assert torch.allclose(prior.schedule.abar[[0, 999]].float(),
+                          torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)[[0, 999]].float())
+    pred = prior.predict(reference["x"], reference["t"])
+    assert torch.allclose(pred.eps, reference["expected"][:, :3], atol=1e-5 * reference["expected"].abs().max())
+
+
+def test_diffusers_prior_from_a_local_save_pretrained_directory(tmp_path):
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    from reddiff_bench.priors.diffusers_prior import diffusers_prior
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(32, 64),
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+                       layers_per_block=1)
+    unet.save_pretrained(str(tmp_path / "unet"))
+    DDPMScheduler(num_train_timesteps=500, beta_schedule="scaled_linear").save_pretrained(str(tmp_path / "scheduler"))
+    prior = diffusers_prior(str(tmp_path), local_files_only=True)
+    expected = DDPMScheduler.from_pretrained(str(tmp_path / "scheduler")).alphas_cumprod.double()
+    assert prior.schedule.num_steps == 500 and torch.allclose(prior.schedule.abar, expected, rtol=1e-5)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        direct = unet(x, torch.tensor([10, 300])).sample
+    assert torch.allclose(prior.predict(x, torch.tensor([10, 300])).eps, direct, atol=1e-6)
+    with pytest.raises(ConfigError, match="does not exist"):
+        diffusers_prior(str(tmp_path / "nope"), local_files_only=True)
+
+
+def test_missing_checkpoint_errors_name_url_file_and_key(tmp_path):
+    entry = REGISTRY["adm_imagenet256_uncond"]
+    with pytest.raises(ConfigError) as err:
+        resolve_checkpoint(entry, None, str(tmp_path), download=False)
+    for needle in (entry.url, entry.filename, "model.checkpoint", str(tmp_path)):
+        assert needle in str(err.value)
+    with pytest.raises(ConfigError, match="model.checkpoint"):
+        resolve_checkpoint(entry, str(tmp_path / "missing.pt"), str(tmp_path), download=True)
+    ffhq = REGISTRY["adm_ffhq256"]
+    with pytest.raises(ConfigError, match="Google Drive"):
+        resolve_checkpoint(ffhq, None, str(tmp_path), download=True)
+    present = tmp_path / entry.filename
+    present.write_bytes(b"x")
+    assert resolve_checkpoint(entry, None, str(tmp_path), download=False) == present
