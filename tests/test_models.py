@@ -127,3 +127,23 @@ def test_missing_checkpoint_errors_name_url_file_and_key(tmp_path):
     present = tmp_path / entry.filename
     present.write_bytes(b"x")
     assert resolve_checkpoint(entry, None, str(tmp_path), download=False) == present
+
+
+def test_training_command_writes_a_loadable_prior_with_a_model_card(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from reddiff_bench.priors.diffusers_prior import diffusers_prior
+    from reddiff_bench.train import train
+
+    from .conftest import CONF
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[
+            f"out_dir={tmp_path}/prior", "steps=3", "batch_size=4", "eval_every=2", "eval_crops=8",
+            "unet.block_out_channels=[32,32,32]", "unet.layers_per_block=1", "compare_gmm=false"])
+    out = train(cfg)
+    card = (out / "README.md").read_text()
+    assert "3 steps" in card and "| 500 |" in card
+    prior = diffusers_prior(str(out), local_files_only=True)
+    assert prior.image_shape == (3, 16, 16) and prior.schedule.num_steps == 1000
+    assert torch.isfinite(prior.predict(torch.randn(2, 3, 16, 16), 500).x0).all()
