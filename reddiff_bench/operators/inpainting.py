@@ -48,7 +48,14 @@ class MaskOperator(SVDOperator):
         return self.mask
 
 
-class BoxInpainting:
+class _MaskDegradation:
+    """Degradations whose artifact is a mask (1, H, W): the operator is the mask projection."""
+
+    def operator(self, artifacts: dict[str, Tensor], image_shape: tuple[int, int, int]) -> MaskOperator:
+        return MaskOperator(artifacts["mask"])
+
+
+class BoxInpainting(_MaskDegradation):
     """A centred square hole whose side is ``fraction`` of the image side (128 of 256 for 0.5)."""
 
     def __init__(self, fraction: float = 0.5):
@@ -64,11 +71,8 @@ class BoxInpainting:
         mask[:, top : top + bh, left : left + bw] = 0
         return {"mask": mask}
 
-    def operator(self, artifacts: dict[str, Tensor], image_shape: tuple[int, int, int]) -> MaskOperator:
-        return MaskOperator(artifacts["mask"])
 
-
-class RandomPixelInpainting:
+class RandomPixelInpainting(_MaskDegradation):
     """Each pixel (all channels together) is missing independently with probability ``missing``."""
 
     def __init__(self, missing: float = 0.7):
@@ -80,11 +84,8 @@ class RandomPixelInpainting:
         _, h, w = image_shape
         return {"mask": (torch.rand(1, h, w, generator=generator) >= self.missing).float()}
 
-    def operator(self, artifacts: dict[str, Tensor], image_shape: tuple[int, int, int]) -> MaskOperator:
-        return MaskOperator(artifacts["mask"])
 
-
-class RandomBoxInpainting:
+class RandomBoxInpainting(_MaskDegradation):
     """A square hole of side ``fraction`` of the image side at a uniformly random position."""
 
     def __init__(self, fraction: float = 0.5):
@@ -101,11 +102,8 @@ class RandomBoxInpainting:
         mask[:, top : top + bh, left : left + bw] = 0
         return {"mask": mask}
 
-    def operator(self, artifacts, image_shape) -> MaskOperator:
-        return MaskOperator(artifacts["mask"])
 
-
-class HalfInpainting:
+class HalfInpainting(_MaskDegradation):
     """The right half of the image is missing (``side``: right, left, top or bottom)."""
 
     SIDES = ("right", "left", "top", "bottom")
@@ -122,9 +120,6 @@ class HalfInpainting:
                   "top": (slice(None, h // 2), slice(None)), "bottom": (slice(h // 2, None), slice(None))}[self.side]
         mask[(slice(None),) + region] = 0
         return {"mask": mask}
-
-    def operator(self, artifacts, image_shape) -> MaskOperator:
-        return MaskOperator(artifacts["mask"])
 
 
 def _stroke(hole: Tensor, generator: torch.Generator, max_vertices: int, max_width: float) -> None:
@@ -149,7 +144,7 @@ def _stroke(hole: Tensor, generator: torch.Generator, max_vertices: int, max_wid
         r, c = r2, c2
 
 
-class FreeFormInpainting:
+class FreeFormInpainting(_MaskDegradation):
     """Palette-style free-form masks: random thick brush strokes, redrawn until the hole covers
     ``coverage`` = [low, high] of the image (e.g. [0.1, 0.2] or [0.2, 0.3]); seeded per image."""
 
@@ -172,11 +167,8 @@ class FreeFormInpainting:
                 return {"mask": (~hole).float()[None]}
         raise RuntimeError(f"no free-form mask with coverage in [{self.low}, {self.high}] after {self.max_tries} tries")
 
-    def operator(self, artifacts, image_shape) -> MaskOperator:
-        return MaskOperator(artifacts["mask"])
 
-
-class MaskFile:
+class MaskFile(_MaskDegradation):
     """Masks from the user: a PNG (nonzero = observed pixel) or an NPZ/NPY array (key ``mask``),
     or a directory of them from which each image draws one with its generator (reproducible).
     Masks are resized (nearest) to the image size when needed."""
@@ -221,9 +213,6 @@ class MaskFile:
         if tuple(mask.shape) != (h, w):
             mask = torch.nn.functional.interpolate(mask[None, None], size=(h, w), mode="nearest")[0, 0]
         return {"mask": mask[None]}
-
-    def operator(self, artifacts, image_shape) -> MaskOperator:
-        return MaskOperator(artifacts["mask"])
 
 
 class Denoising:
