@@ -95,5 +95,5 @@ class REDDiff:
             optimizer.step()
             if callback is not None:
                 callback(step, {"t": t.float().mean().item(), "loss_obs": loss_obs.detach(),
-                                "loss_reg": loss_reg.detach()})
+                                "loss_reg": loss_reg.detach(), "total": len(timesteps)})
         return SolverResult(x0=mu.detach(), diagnostics={"final_loss_obs": loss_obs.detach()})
