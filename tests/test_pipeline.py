@@ -152,3 +152,14 @@ def test_a_solver_that_cannot_handle_a_task_is_refused_before_any_work(tmp_path)
     with pytest.raises(ConfigError, match="cannot solve task"):
         run(cfg, run_dir)
     assert not (run_dir / "metrics.csv").exists()
+
+
+def test_a_run_can_replay_the_saved_measurements_of_another(tmp_path):
+    first, _ = run_config(tmp_path, ["logger=none", "solver=pinv", "task=inpaint_random"], "first")
+    replay, _ = run_config(tmp_path, ["logger=none", "solver=pinv", "task=inpaint_random", "seed=7",
+                                      f"measurements_from={first / 'measurements'}"], "replay")
+    a, b = pd.read_csv(first / "metrics.csv"), pd.read_csv(replay / "metrics.csv")
+    assert list(a["measurement_hash"]) == list(b["measurement_hash"])  # same masks and y despite the seed
+    assert a["psnr"].to_numpy() == pytest.approx(b["psnr"].to_numpy())
+    fresh, _ = run_config(tmp_path, ["logger=none", "solver=pinv", "task=inpaint_random", "seed=7"], "fresh")
+    assert list(pd.read_csv(fresh / "metrics.csv")["measurement_hash"]) != list(a["measurement_hash"])
