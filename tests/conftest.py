@@ -39,3 +39,17 @@ def photo_batch():
     dataset = PhotoCrops(size=16, num_images=4)
     items = [dataset[i] for i in range(len(dataset))]
     return [i for i, _ in items], torch.stack([x for _, x in items])
+
+
+MASK: dict[str, Path] = {}  # the test mask file for tasks that read user masks (conf/task/inpaint_file)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mask_png(tmp_path_factory):
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("masks") / "mask.png"
+    array = (torch.rand(24, 24, generator=torch.Generator().manual_seed(0)) > 0.4).numpy().astype("uint8") * 255
+    Image.fromarray(array).save(path)
+    MASK["path"] = path
+    return path

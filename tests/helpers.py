@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import struct
-from contextlib import contextmanager
 from pathlib import Path
 
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from omegaconf import open_dict
 from PIL import Image
 
 from reddiff_bench.data import ImageFolder, PhotoCrops

@@ -47,7 +47,6 @@ def test_data_consistency_is_one_for_pure_noise_residual():
 import math  # noqa: E402
 import urllib.error  # noqa: E402
 
-import numpy as np  # noqa: E402
 
 from reddiff_bench.metrics.fid import frechet_distance, gaussian_stats, kernel_inception_distance  # noqa: E402
 from reddiff_bench.metrics.suite import MetricSuite  # noqa: E402

@@ -14,29 +14,11 @@ from reddiff_bench.diffusion import make_generator
 from reddiff_bench.operators import SVDOperator, operator_matrix, support_values
 from reddiff_bench.tasks import tensor_hash
 
-from .conftest import CONF
+from .conftest import CONF, MASK
 from .helpers import compose_config
 
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml") if p.stem != "random_matrix")
 SHAPE = (3, 16, 16)
-
-
-@pytest.fixture(scope="module")
-def mask_png(tmp_path_factory):
-    from PIL import Image
-
-    path = tmp_path_factory.mktemp("masks") / "mask.png"
-    array = (torch.rand(24, 24, generator=torch.Generator().manual_seed(0)) > 0.4).numpy().astype("uint8") * 255
-    Image.fromarray(array).save(path)
-    return path
-
-
-_MASK = {}
-
-
-@pytest.fixture(autouse=True)
-def _mask_file(mask_png):
-    _MASK["path"] = mask_png
 
 
 def small_overrides(task_name: str, side: int = SHAPE[-1]) -> list[str]:
@@ -49,7 +31,7 @@ def small_overrides(task_name: str, side: int = SHAPE[-1]) -> list[str]:
     if "size" in keys and int(degradation.size) > side:
         out.append(f"task.degradation.size={side // 2 + 1}")  # an odd kernel that fits
     if "path" in keys and OmegaConf.is_missing(degradation, "path"):
-        out.append(f"task.degradation.path={_MASK['path']}")
+        out.append(f"task.degradation.path={MASK['path']}")
     return out
 
 

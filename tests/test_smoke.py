@@ -13,15 +13,10 @@ from reddiff_bench.operators import SVDOperator
 
 from .conftest import CONF, REPO
 from .helpers import compose_config
-from .test_operators import _MASK, mask_png, small_overrides  # noqa: F401  (fixture re-export)
+from .test_operators import small_overrides
 
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml") if p.stem != "random_matrix")
 SOLVERS = sorted(p.stem for p in (CONF / "solver").glob("*.yaml"))
-
-
-@pytest.fixture(autouse=True)
-def _mask_file(mask_png):
-    _MASK["path"] = mask_png
 
 
 @functools.lru_cache(maxsize=None)
