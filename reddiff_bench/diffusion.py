@@ -72,10 +72,6 @@ class VPSchedule(torch.nn.Module):
         skip = self.num_steps // num_steps
         return [i * skip for i in range(num_steps - 1, -1, -1)]
 
-    def log_snr(self, t: Tensor) -> Tensor:
-        abar = self.abar_t(t)
-        return torch.log(abar) - torch.log1p(-abar)
-
 
 def seed_from(*parts: object) -> int:
     """A stable 63-bit seed from any printable parts (independent of PYTHONHASHSEED)."""
@@ -94,11 +90,6 @@ def randn_per_sample(generators: list[torch.Generator], shape: tuple[int, ...], 
     """Stack one standard normal draw of ``shape`` per generator; drawn on the CPU so the numbers
     do not depend on the device, then moved to ``like``'s device and dtype."""
     draws = [torch.randn(shape, generator=g, dtype=torch.float32) for g in generators]
-    return torch.stack(draws).to(device=like.device, dtype=like.dtype)
-
-
-def rand_per_sample(generators: list[torch.Generator], shape: tuple[int, ...], like: Tensor) -> Tensor:
-    draws = [torch.rand(shape, generator=g, dtype=torch.float32) for g in generators]
     return torch.stack(draws).to(device=like.device, dtype=like.dtype)
 
 

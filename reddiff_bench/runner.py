@@ -11,6 +11,7 @@ depend on the solver, so every solver of a sweep sees the same ``y``.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -85,19 +86,17 @@ class _StepLogger:
             self.bar.close()
 
 
-def reference_metrics(prior, task: Task, artifacts: dict[str, Tensor], y: Tensor, samples: Tensor, x: Tensor,
+def reference_metrics(prior, task: Task, operator: Operator, y: Tensor, samples: Tensor, x: Tensor,
                       cfg: DictConfig, image_id: str) -> dict[str, float]:
     """Distances to the exact posterior, for priors that have one (linear tasks, Gaussian noise).
 
-    ``samples`` (n, ...) are the solver's outputs for one measurement ``y``."""
-    if not hasattr(prior, "exact_posterior_mean"):
+    ``operator`` is the image's own (batch of one); ``samples`` (n, ...) are the solver's outputs
+    for its measurement ``y``."""
+    if not hasattr(prior, "exact_posterior_mean") or not operator.linear:
         return {}
     shape = tuple(x.shape)
-    operator = task.operator([artifacts], shape).cpu()
-    if not operator.linear:
-        return {}
-    A = operator_matrix(operator, shape)
-    y_obs = support_values(operator.double(), y[None].double().cpu())
+    A = operator_matrix(operator, shape)  # works on a float64 CPU copy
+    y_obs = support_values(copy.deepcopy(operator).cpu().double(), y[None].double().cpu())
     flat = samples.detach().reshape(samples.shape[0], -1).double().cpu()
     d = flat.shape[1]
     if flat.shape[0] == 1:
@@ -282,6 +281,8 @@ def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger,
         if cfg.save_measurements:
             torch.save(record, measurements_dir / f"{image_id}.pt")
 
+    # each image's own operator (batch of one): solves with n_samples > 1, consistency, references
+    singles = [task.operator([a], shape).to(device) for a in artifacts]
     # samples[k]: (n_samples, ...) outputs for image k; cost per image (per sample when n > 1)
     if n_samples == 1:
         callback = _StepLogger(logger, batch_index == 0, bool(cfg.progress))
@@ -293,7 +294,7 @@ def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger,
     else:
         samples, costs, diagnostics = [], [], []
         for k, image_id in enumerate(image_ids):
-            single = task.operator([artifacts[k]], shape).to(device)
+            single = singles[k]
             callback = _StepLogger(logger, batch_index == 0 and k == 0, bool(cfg.progress))
             y_k = y[k : k + 1].expand(n_samples, *y.shape[1:])
             result, cost, nfe, vjp = _solve(solver, prior, single, y_k, task,
@@ -311,7 +312,7 @@ def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger,
         if finite:
             estimate = out.mean(0, keepdim=True)  # the sample mean (the sample itself when n = 1)
             with torch.no_grad():
-                op_k = task.operator([artifacts[k]], shape).to(device)
+                op_k = singles[k]
                 residual = y[k : k + 1] - op_k(estimate)
                 support = op_k.y_support(residual)
                 if support is not None:
@@ -326,7 +327,7 @@ def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger,
                     row["sample_std"] = float(out.std(0).mean())
                     row.update(suite.diversity(out))
             if cfg.reference_metrics:
-                row.update(reference_metrics(prior, task, artifacts[k], y[k], out, x[k], cfg, image_id))
+                row.update(reference_metrics(prior, task, singles[k], y[k], out, x[k], cfg, image_id))
         row.update(diagnostics[k])
         seconds, peak, kind, nfe, vjp = costs[k]
         row.update(n_samples=n_samples, measurement_hash=hashes[k], config_hash=chash,

@@ -112,11 +112,6 @@ class SVDOperator(LinearOperator):
         nz = self._nonzero(s)
         return self.v(self.embed(torch.where(nz, self.ut(y) / torch.where(nz, s, 1), 0)))
 
-    def spectral_mask(self, like: Tensor) -> Tensor:
-        """1 on the x-shaped spectral coefficients that are measured (non-zero singular value)."""
-        zy = self.ut(self.forward(like))
-        return self.embed(self._nonzero(self.singular_values()).to(like.dtype).expand_as(zy))
-
     def gram_solve(self, r: Tensor, a: Tensor | float, b: Tensor | float) -> Tensor:
         """``(a A A^T + b I)^+ r`` on the measurement space, through the SVD; entries whose
         denominator vanishes (no singular value and b = 0) are set to zero (pseudo-inverse).
@@ -139,7 +134,7 @@ def operator_matrix(operator: Operator, image_shape: tuple[int, ...], dtype=torc
     d = int(torch.tensor(image_shape).prod())
     basis = torch.eye(d, dtype=dtype).reshape(d, *image_shape)
     with torch.no_grad():
-        op = copy.deepcopy(operator).to(dtype)
+        op = copy.deepcopy(operator).cpu().to(dtype)
         cols = op(basis)  # (d, *y_shape)
         support = op.y_support(cols[:1])
         A = cols.reshape(d, -1).T

@@ -47,9 +47,3 @@ def per_sample_mean(x: Tensor, weights: Tensor | None = None) -> Tensor:
         return x.reshape(x.shape[0], -1).mean(-1)
     w = torch.broadcast_to(weights, x.shape).reshape(x.shape[0], -1)
     return (x.reshape(x.shape[0], -1) * w).sum(-1) / w.sum(-1).clamp_min(1)
-
-
-def require_linear(operator: Operator, solver: str) -> None:
-    """Refuse a nonlinear operator before any work."""
-    if not operator.linear:
-        raise ValueError(f"solver {solver!r} needs a linear operator; {type(operator).__name__} is not linear")
