@@ -11,7 +11,7 @@ TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-all gmm-quick gmm clean-outputs
+.PHONY: install demo test test-all gmm-quick gmm train-prior clean-outputs
 
 install: $(STAMP)
 
@@ -25,6 +25,17 @@ $(STAMP): pyproject.toml
 ## The default comparison on the offline exact prior (CPU, a few minutes at most).
 demo: install
 	$(PY) -m reddiff_bench -m +experiment=demo
+
+## The Gaussian-mixture posterior benchmark: the CI-sized cell, and the full grid (hours on a CPU).
+gmm-quick: install
+	$(PY) -m reddiff_bench -m +experiment=gmm_posterior_quick
+
+gmm: install
+	$(PY) -m reddiff_bench -m +experiment=gmm_posterior
+
+## Train the small offline prior (about 45 minutes on 2 CPU cores; conf/train.yaml).
+train-prior: install
+	$(PY) -m reddiff_bench.train
 
 ## Fast suite (slow tests excluded).
 test: install

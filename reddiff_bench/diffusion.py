@@ -8,6 +8,7 @@ where ``x0`` and ``eps`` predictions are converted into each other.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -61,6 +62,15 @@ class VPSchedule(torch.nn.Module):
     def eps_from_x0(self, x_t: Tensor, t: Tensor, x0: Tensor) -> Tensor:
         return (x_t - self.alpha(t, x_t) * x0) / self.sigma(t, x_t)
 
+    def v_target(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """The velocity ``v = sqrt(abar) eps - sqrt(1 - abar) x0`` (Salimans & Ho, 2022)."""
+        return self.alpha(t, x0) * eps - self.sigma(t, x0) * x0
+
+    def x0_eps_from_v(self, x_t: Tensor, t: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """``x0 = sqrt(abar) x_t - sqrt(1 - abar) v`` and ``eps = sqrt(1 - abar) x_t + sqrt(abar) v``."""
+        a, s = self.alpha(t, x_t), self.sigma(t, x_t)
+        return a * x_t - s * v, s * x_t + a * v
+
     def add_noise(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
         return self.alpha(t, x0) * x0 + self.sigma(t, x0) * eps
 
@@ -86,11 +96,38 @@ def make_generator(*parts: object) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(seed_from(*parts))
 
 
-def randn_per_sample(generators: list[torch.Generator], shape: tuple[int, ...], like: Tensor) -> Tensor:
-    """Stack one standard normal draw of ``shape`` per generator; drawn on the CPU so the numbers
-    do not depend on the device, then moved to ``like``'s device and dtype."""
-    draws = [torch.randn(shape, generator=g, dtype=torch.float32) for g in generators]
-    return torch.stack(draws).to(device=like.device, dtype=like.dtype)
+class SampleStream(Sequence[torch.Generator]):
+    """The ``n`` samples of one image drawing from one generator.
+
+    Stands where a list of per-row generators would (``len`` is ``n``, every row maps to the same
+    generator), and :func:`randn_per_sample` draws all ``n`` rows in one call instead of ``n``:
+    with 1000 posterior samples per problem, per-row draws cost more than the solver's arithmetic.
+    The samples still depend only on (seed, image id, n), never on the batch.
+    """
+
+    def __init__(self, generator: torch.Generator, n: int):
+        self.generator, self.n = generator, int(n)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k):  # type: ignore[override]
+        if isinstance(k, slice):
+            return [self.generator] * len(range(*k.indices(self.n)))
+        if not -self.n <= k < self.n:
+            raise IndexError(k)
+        return self.generator
+
+
+def randn_per_sample(generators: Sequence[torch.Generator], shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """Stack one standard normal draw of ``shape`` per generator (one draw of ``(n, *shape)`` for a
+    :class:`SampleStream`); drawn on the CPU so the numbers do not depend on the device, then moved
+    to ``like``'s device and dtype."""
+    if isinstance(generators, SampleStream):
+        draws = torch.randn((len(generators), *shape), generator=generators.generator, dtype=torch.float32)
+    else:
+        draws = torch.stack([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
+    return draws.to(device=like.device, dtype=like.dtype)
 
 
 LOG_2PI = math.log(2 * math.pi)

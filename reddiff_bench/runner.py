@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from .diffusion import make_generator
+from .diffusion import SampleStream, make_generator
 from .errors import ConfigError
 from .metrics import data_consistency, psnr, ssim
 from .metrics.cost import CostMeter
@@ -236,10 +236,10 @@ def _solve(solver, prior, operator: Operator, y: Tensor, task: Task, generators,
     return result, cost.result, prior.counter.nfe, prior.counter.vjp
 
 
-def _solver_generators(seed: int, image_id: str, n_samples: int) -> list[torch.Generator]:
-    """Sample 0 uses the same stream as a single-sample run, so n_samples=1 is a prefix of n > 1."""
-    return [make_generator(seed, "solver", image_id) if j == 0 else make_generator(seed, "solver", image_id, j)
-            for j in range(n_samples)]
+def _solver_generators(seed: int, image_id: str, n_samples: int):
+    """One solver stream per image; its ``n_samples`` samples share it (drawn as one tensor)."""
+    generator = make_generator(seed, "solver", image_id)
+    return [generator] if n_samples == 1 else SampleStream(generator, n_samples)
 
 
 def _image_metrics(estimate: Tensor, x: Tensor) -> dict[str, Tensor]:

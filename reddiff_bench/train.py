@@ -1,9 +1,16 @@
 """Train the small offline diffusion prior: ``python -m reddiff_bench.train [overrides]``.
 
-A ``diffusers.UNet2DModel`` learns epsilon prediction with the DDPM objective
-(``E_{t, x0, eps} ||eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) - eps||^2``) under ADM's linear
-betas (T = 1000), on random crops of the scikit-image training photos (``data.photos.TRAIN_PHOTOS``),
-with AdamW and an EMA of the weights. The EMA weights are saved in diffusers format
+A ``diffusers.UNet2DModel`` learns the DDPM denoising objective under ADM's linear betas (T = 1000),
+on random crops of the scikit-image training photos (``data.photos.TRAIN_PHOTOS``), with AdamW and
+an EMA of the weights (with the usual warm-up, ``min(decay, (1 + n) / (10 + n))``). ``prediction``
+picks the network's target, written to the scheduler config as diffusers names it:
+
+* ``epsilon``: ``E ||eps_theta(x_t, t) - eps||^2``, DDPM's loss;
+* ``v_prediction`` (default): ``E ||v_theta(x_t, t) - v||^2`` with ``v = sqrt(abar) eps - sqrt(1 - abar) x0``,
+  the same minimiser (the posterior mean) weighted by ``1 / abar_t``. For a small network trained
+  briefly it is the better choice: an eps-network's ``x0_hat = (x_t - sqrt(1 - abar) eps_hat) / sqrt(abar)``
+  multiplies its error by ``sqrt((1 - abar) / abar)`` (25 at t = 800), while ``x0_hat`` from ``v`` carries
+  it at most once. The solvers use ``x0_hat`` at every t. The EMA weights are saved in diffusers format
 (safetensors) with a model card that reports the denoising error (MSE of ``x0_hat`` per pixel) on
 held-out crops at several noise levels, beside the exact GMM prior's error on the same crops.
 """
@@ -20,10 +27,13 @@ from pathlib import Path
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 
 from .data.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, random_crops
 from .diffusion import VPSchedule
+from .errors import ConfigError
 from .priors.adm import scheduler_config
+from .priors.diffusers_prior import PREDICTION_TYPES, DiffusersPrior
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,33 @@ def denoising_error(predict_x0, crops: torch.Tensor, schedule: VPSchedule, times
     return out
 
 
+def augment(x: Tensor, kind: str, generator: torch.Generator) -> Tensor:
+    """Per-crop symmetries: ``hflip`` (left-right flips) or ``dihedral`` (the 8 flips and quarter
+    turns of the square); ``none`` leaves the crops as they are."""
+    if kind == "none":
+        return x
+    if kind not in ("hflip", "dihedral"):
+        raise ConfigError(f"augment must be none, hflip or dihedral, got {kind!r}")
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    if kind == "dihedral":
+        turns = torch.randint(0, 4, (x.shape[0],), generator=generator)
+        x = torch.stack([torch.rot90(img, int(k), dims=(-2, -1)) for img, k in zip(x, turns)])
+    return x
+
+
+def learning_rate(cfg: DictConfig, step: int, minutes: float) -> float:
+    """Linear warm-up over ``warmup_steps``, then constant or cosine decay to 0 over the run, whose
+    progress is the larger of step / steps and minutes / max_minutes (training stops at either)."""
+    lr = float(cfg.lr) * min(1.0, (step + 1) / max(1, int(cfg.warmup_steps)))
+    if cfg.lr_schedule == "constant":
+        return lr
+    if cfg.lr_schedule != "cosine":
+        raise ConfigError(f"lr_schedule must be constant or cosine, got {cfg.lr_schedule!r}")
+    progress = min(1.0, max(step / int(cfg.steps), minutes / float(cfg.max_minutes)))
+    return lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def train(cfg: DictConfig) -> Path:
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
@@ -56,39 +93,43 @@ def train(cfg: DictConfig) -> Path:
     schedule = VPSchedule.linear(1000)
     unet = build_unet(cfg.size, OmegaConf.to_container(cfg.unet)).to(device)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
+    if cfg.prediction not in PREDICTION_TYPES:
+        raise ConfigError(f"prediction must be one of {sorted(PREDICTION_TYPES)}, got {cfg.prediction!r}")
+    ema_prior = DiffusersPrior(ema, schedule.to(device), "ema", prediction_type=cfg.prediction)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(cfg.seed)
     eval_crops = random_crops(HELDOUT_PHOTOS, cfg.size, cfg.eval_crops, cfg.scale, torch.Generator().manual_seed(99))
     abar = schedule.abar.float().to(device)
 
     def ema_x0(x_t, t):
-        x_t, t = x_t.to(device), t.to(device)
-        eps = ema(x_t, t).sample
-        return schedule.x0_from_eps(x_t, t, eps).cpu()
+        return ema_prior.predict(x_t.to(device), t.to(device)).x0.cpu()
 
     start, step, history = time.perf_counter(), 0, []
     n_params = sum(p.numel() for p in unet.parameters())
     log.info("training a %.2fM-parameter UNet on %s for up to %d steps / %.0f min", n_params / 1e6, device,
              cfg.steps, cfg.max_minutes)
     while step < cfg.steps and (time.perf_counter() - start) / 60 < cfg.max_minutes:
-        x0 = random_crops(TRAIN_PHOTOS, cfg.size, cfg.batch_size, cfg.scale, generator).to(device)
-        if bool(torch.rand((), generator=generator) < 0.5):
-            x0 = x0.flip(-1)  # horizontal flips
+        x0 = augment(random_crops(TRAIN_PHOTOS, cfg.size, cfg.batch_size, cfg.scale, generator), cfg.augment,
+                     generator).to(device)
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, step, (time.perf_counter() - start) / 60)
         t = torch.randint(0, 1000, (x0.shape[0],), generator=generator).to(device)
         eps = torch.randn(x0.shape, generator=generator).to(device)
         a = abar[t].view(-1, 1, 1, 1)
-        loss = ((unet(a.sqrt() * x0 + (1 - a).sqrt() * eps, t).sample - eps) ** 2).mean()
+        target = {"epsilon": eps, "sample": x0, "v_prediction": a.sqrt() * eps - (1 - a).sqrt() * x0}[cfg.prediction]
+        loss = ((unet(a.sqrt() * x0 + (1 - a).sqrt() * eps, t).sample - target) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        decay = min(float(cfg.ema_decay), (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), unet.parameters()):
-                pe.lerp_(p, 1 - cfg.ema_decay)
+                pe.lerp_(p, 1 - decay)
         step += 1
         if step % cfg.eval_every == 0:
             err = denoising_error(ema_x0, eval_crops, schedule, list(cfg.eval_timesteps))
-            history.append({"step": step, "minutes": (time.perf_counter() - start) / 60, "loss": float(loss), **err})
-            log.info("step %d loss %.4f held-out x0 MSE %s", step, float(loss), err)
+            history.append({"step": step, "minutes": (time.perf_counter() - start) / 60, "loss": float(loss.detach()), **err})
+            log.info("step %d loss %.4f held-out x0 MSE %s", step, float(loss.detach()), err)
     minutes = (time.perf_counter() - start) / 60
     final = denoising_error(ema_x0, eval_crops, schedule, list(cfg.eval_timesteps))
     gmm = {}
@@ -100,8 +141,10 @@ def train(cfg: DictConfig) -> Path:
     out = Path(cfg.out_dir)
     ema.save_pretrained(str(out), safe_serialization=True)
     (out / "scheduler").mkdir(parents=True, exist_ok=True)
-    (out / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler_config({}), indent=2))
+    scheduler = {**scheduler_config({}), "prediction_type": cfg.prediction}
+    (out / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler, indent=2))
     report = {"steps": step, "minutes": minutes, "device": str(device), "parameters": n_params,
+              "prediction": cfg.prediction,
               "batch_size": cfg.batch_size, "heldout_x0_mse": final, "gmm_heldout_x0_mse": gmm, "history": history}
     (out / "training.json").write_text(json.dumps(report, indent=2))
     (out / "README.md").write_text(model_card(cfg, report))
@@ -114,10 +157,11 @@ def model_card(cfg: DictConfig, report: dict) -> str:
     return f"""# photos_unet{cfg.size}: a small diffusion prior trained offline
 
 - Data: random {cfg.size}x{cfg.size} RGB crops of the scikit-image photos {', '.join(TRAIN_PHOTOS)}
-  (resized by {cfg.scale}), horizontal flips; the held-out photos ({', '.join(HELDOUT_PHOTOS)}) are never seen.
-- Model: diffusers UNet2DModel, {report['parameters'] / 1e6:.2f}M parameters, epsilon prediction,
+  (resized by {cfg.scale}); the held-out photos ({', '.join(HELDOUT_PHOTOS)}) are never seen.
+- Model: diffusers UNet2DModel, {report['parameters'] / 1e6:.2f}M parameters, predicting `{cfg.prediction}`,
   ADM linear betas 1e-4..0.02, T = 1000; EMA ({cfg.ema_decay}) weights.
-- Training: {report['steps']} steps of batch {report['batch_size']}, AdamW lr {cfg.lr}, {report['minutes']:.1f} minutes on {report['device']}.
+- Training: {report['steps']} steps of batch {report['batch_size']}, AdamW lr {cfg.lr} ({cfg.lr_schedule}, {cfg.warmup_steps}
+  warm-up steps), augmentation `{cfg.augment}`, {report['minutes']:.1f} minutes on {report['device']}.
 - Command: `python -m reddiff_bench.train` (conf/train.yaml).
 
 Denoising error on {cfg.eval_crops} held-out crops (per-pixel MSE of x0_hat on the [-1, 1] scale; lower is better),

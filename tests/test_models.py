@@ -111,6 +111,20 @@ def test_diffusers_prior_from_a_local_save_pretrained_directory(tmp_path):
     assert torch.allclose(prior.predict(x, torch.tensor([10, 300])).eps, direct, atol=1e-6)
     with pytest.raises(ConfigError, match="does not exist"):
         diffusers_prior(str(tmp_path / "nope"), local_files_only=True)
+    # a v-prediction scheduler: x0 = sqrt(abar) x_t - sqrt(1 - abar) v, and x_t = sqrt(abar) x0 + sqrt(1 - abar) eps
+    DDPMScheduler(num_train_timesteps=500, beta_schedule="scaled_linear",
+                  prediction_type="v_prediction").save_pretrained(str(tmp_path / "scheduler"))
+    v_prior = diffusers_prior(str(tmp_path), local_files_only=True)
+    t = torch.tensor([10, 300])
+    pred = v_prior.predict(x, t)
+    a = expected[t].float().sqrt().view(-1, 1, 1, 1)
+    s = (1 - expected[t].float()).sqrt().view(-1, 1, 1, 1)
+    assert v_prior.prediction_type == "v"
+    assert torch.allclose(pred.x0, a * x - s * direct, atol=1e-5)
+    assert torch.allclose(a * pred.x0 + s * pred.eps, x, atol=1e-5)
+    DDPMScheduler(prediction_type="flow").save_pretrained(str(tmp_path / "scheduler"))
+    with pytest.raises(ConfigError, match="prediction_type 'flow'"):
+        diffusers_prior(str(tmp_path), local_files_only=True)
 
 
 def test_missing_checkpoint_errors_name_url_file_and_key(tmp_path):
@@ -147,3 +161,29 @@ def test_training_command_writes_a_loadable_prior_with_a_model_card(tmp_path):
     prior = diffusers_prior(str(out), local_files_only=True)
     assert prior.image_shape == (3, 16, 16) and prior.schedule.num_steps == 1000
     assert torch.isfinite(prior.predict(torch.randn(2, 3, 16, 16), 500).x0).all()
+    assert prior.prediction_type == "v" and "predicting `v_prediction`" in card
+
+
+def test_training_augmentations_and_learning_rate_schedule():
+    from omegaconf import OmegaConf
+
+    from reddiff_bench.train import augment, learning_rate
+
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    out = augment(x, "dihedral", g)
+    symmetries = [torch.rot90(f, k, dims=(-2, -1)) for f in (x, x.flip(-1)) for k in range(4)]
+    for i in range(2):  # each crop is one of its own 8 symmetries
+        assert any(torch.equal(out[i], s[i]) for s in symmetries)
+    assert torch.equal(augment(x, "none", g), x)
+    flips = torch.stack([augment(x, "hflip", g) for _ in range(20)])
+    assert {bool(torch.equal(f[0], x[0])) for f in flips} == {True, False}  # per crop, both outcomes occur
+    with pytest.raises(ConfigError, match="augment"):
+        augment(x, "mixup", g)
+    cfg = OmegaConf.create({"lr": 1e-3, "warmup_steps": 10, "lr_schedule": "cosine", "steps": 1000, "max_minutes": 10})
+    assert learning_rate(cfg, 0, 0.0) == pytest.approx(1e-4)  # warm-up
+    assert learning_rate(cfg, 500, 0.0) == pytest.approx(5e-4)  # half way by steps
+    assert learning_rate(cfg, 100, 5.0) == pytest.approx(5e-4)  # half way by minutes
+    assert learning_rate(cfg, 1000, 1.0) == pytest.approx(0.0, abs=1e-12)
+    cfg.lr_schedule = "constant"
+    assert learning_rate(cfg, 999, 9.0) == pytest.approx(1e-3)

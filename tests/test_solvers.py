@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reddiff_bench.diffusion import VPSchedule, make_generator
+from reddiff_bench.diffusion import SampleStream, VPSchedule, make_generator
 from reddiff_bench.metrics.distribution import sliced_wasserstein
 from reddiff_bench.operators import BoxInpainting, DenseOperator, RandomMatrix
 from reddiff_bench.priors.gmm import GaussianMixture, GMMPrior, grid_gmm_prior
@@ -35,8 +35,8 @@ def problem(prior, d_y: int, sigma_y: float, seed: int):
 
 
 def samples(solver, prior, op, y, sigma_y, seed=1):
-    gens = [make_generator(seed, "sample", j) for j in range(N)]
-    return solver.solve(prior, op, y.expand(N, -1), sigma_y=sigma_y, generators=gens).x0.double()
+    stream = SampleStream(make_generator(seed, "sample"), N)
+    return solver.solve(prior, op, y.expand(N, -1), sigma_y=sigma_y, generators=stream).x0.double()
 
 
 @pytest.mark.parametrize("solver,tolerance", [(PiGDM(), None), (DDRM(), 0.3), (DPS(), 0.3)], ids=["pgdm", "ddrm", "dps"])
@@ -145,3 +145,22 @@ def test_cost_counts(solver, nfe, vjp):
     prior.counter.reset()
     solver.solve(prior, op, y.expand(3, -1), sigma_y=0.1, generators=[make_generator(0, j) for j in range(3)])
     assert (prior.counter.nfe, prior.counter.vjp) == (nfe, vjp)
+
+
+def test_a_sample_stream_draws_the_samples_of_one_image_from_one_generator():
+    """n samples of one image share a generator: one (n, ...) draw per step, reproducible from the
+    seed, distinct rows; a list of generators (one per row) draws row by row."""
+    from reddiff_bench.diffusion import randn_per_sample
+
+    like = torch.zeros(1)
+    stream = SampleStream(make_generator(0, "solver", "img"), 5)
+    assert len(stream) == 5 and stream[4] is stream[0] and len(stream[1:3]) == 2
+    with pytest.raises(IndexError):
+        stream[5]
+    draw = randn_per_sample(stream, (3,), like)
+    again = randn_per_sample(SampleStream(make_generator(0, "solver", "img"), 5), (3,), like)
+    assert torch.equal(draw, again) and draw.shape == (5, 3)
+    assert torch.equal(draw, torch.randn((5, 3), generator=make_generator(0, "solver", "img")))
+    assert torch.unique(draw[:, 0]).numel() == 5
+    rows = randn_per_sample([make_generator(0, "solver", "img"), make_generator(1, "solver", "img")], (3,), like)
+    assert torch.equal(rows[0], torch.randn(3, generator=make_generator(0, "solver", "img")))

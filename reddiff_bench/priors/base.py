@@ -1,6 +1,6 @@
 """The prior contract: a denoiser at integer VP timesteps, with cost accounting built in.
 
-A prior predicts either ``eps`` or ``x0`` natively (``prediction_type``); :meth:`DiffusionPrior.predict`
+A prior predicts ``eps``, ``x0`` or the velocity ``v`` natively (``prediction_type``); :meth:`DiffusionPrior.predict`
 returns both, converted by the schedule in one place. Every call counts one network function
 evaluation (NFE) per image of the batch, and every backward pass that reaches the prior's output
 counts one vector-Jacobian product (VJP), so solvers never count their own cost.
@@ -35,7 +35,7 @@ class CallCounter:
 class DiffusionPrior(torch.nn.Module):
     """Base class of every prior. Subclasses implement :meth:`network` (native prediction)."""
 
-    prediction_type: str = "eps"  # or "x0"
+    prediction_type: str = "eps"  # or "x0", or "v" (sqrt(abar) eps - sqrt(1 - abar) x0)
 
     def __init__(self, schedule: VPSchedule, image_shape: tuple[int, int, int], name: str):
         super().__init__()
@@ -45,7 +45,7 @@ class DiffusionPrior(torch.nn.Module):
         self.counter = CallCounter()
 
     def network(self, x_t: Tensor, t: Tensor) -> Tensor:
-        """The native prediction (``eps`` or ``x0``, per ``prediction_type``) at timesteps ``t`` (B,)."""
+        """The native prediction (``eps``, ``x0`` or ``v``, per ``prediction_type``) at timesteps ``t`` (B,)."""
         raise NotImplementedError
 
     def predict(self, x_t: Tensor, t: Tensor | int) -> Prediction:
@@ -63,6 +63,9 @@ class DiffusionPrior(torch.nn.Module):
             out.register_hook(self._count_vjp)
         if self.prediction_type == "eps":
             return Prediction(eps=out, x0=self.schedule.x0_from_eps(x_t, t, out))
+        if self.prediction_type == "v":
+            x0, eps = self.schedule.x0_eps_from_v(x_t, t, out)
+            return Prediction(eps=eps, x0=x0)
         return Prediction(eps=self.schedule.eps_from_x0(x_t, t, out), x0=out)
 
     def _count_vjp(self, grad: Tensor) -> None:

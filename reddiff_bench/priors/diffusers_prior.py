@@ -1,6 +1,8 @@
-"""Learned priors: a ``diffusers.UNet2DModel`` (eps prediction) with its VP schedule.
+"""Learned priors: a ``diffusers.UNet2DModel`` with its VP schedule.
 
-Learned-sigma networks (ADM: 6 output channels) keep all channels; the first 3 are epsilon.
+What the network predicts comes from the scheduler config's ``prediction_type`` (``epsilon``, the
+default and ADM's; ``sample``; ``v_prediction``). Learned-sigma networks (ADM: 6 output channels)
+keep all channels; the first 3 are the prediction.
 Mixed precision (``autocast`` = "fp16" or "bf16") applies on CUDA only; on the CPU the network
 runs in float32.
 """
@@ -18,18 +20,22 @@ from ..errors import ConfigError
 from .base import DiffusionPrior
 
 _AUTOCAST = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+PREDICTION_TYPES = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}  # diffusers name -> ours
 
 
 class DiffusersPrior(DiffusionPrior):
-    prediction_type = "eps"
-
-    def __init__(self, unet, schedule: VPSchedule, name: str, autocast: str = "none"):
+    def __init__(self, unet, schedule: VPSchedule, name: str, autocast: str = "none",
+                 prediction_type: str = "epsilon"):
         channels = int(unet.config.in_channels)
         size = unet.config.sample_size
         size = int(size[0] if isinstance(size, (list, tuple)) else size)
         super().__init__(schedule, (channels, size, size), name)
         if autocast not in _AUTOCAST:
             raise ConfigError(f"autocast must be one of {sorted(_AUTOCAST)}, got {autocast!r}")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ConfigError(f"scheduler prediction_type {prediction_type!r} is not supported "
+                              f"(one of {sorted(PREDICTION_TYPES)})")
+        self.prediction_type = PREDICTION_TYPES[prediction_type]
         self.unet = unet.eval().requires_grad_(False)
         self.autocast = autocast
 
@@ -80,7 +86,8 @@ def diffusers_prior(source: str, subfolder: str | None = None, name: str | None 
                           f"elsewhere (huggingface-cli download {source}) into the HF cache or a local directory, "
                           f"and set model.source to that directory.") from err
     schedule = schedule_from_scheduler_config(scheduler_config)
-    return DiffusersPrior(unet, schedule, name=name or path.name or source, autocast=autocast)
+    return DiffusersPrior(unet, schedule, name=name or path.name or source, autocast=autocast,
+                          prediction_type=str(scheduler_config.get("prediction_type", "epsilon")))
 
 
 def _load_scheduler_config(source: str, local: Path | None, kwargs: dict) -> dict:
@@ -92,3 +99,4 @@ def _load_scheduler_config(source: str, local: Path | None, kwargs: dict) -> dic
                 return dict(DDPMScheduler.load_config(str(candidate)))
         return {}  # a bare model directory: ADM's linear schedule, T=1000
     return dict(DDPMScheduler.load_config(source, subfolder="scheduler", **kwargs))
+

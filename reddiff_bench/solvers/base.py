@@ -5,8 +5,10 @@
 * ``prior``: a :class:`~reddiff_bench.priors.DiffusionPrior` (it counts NFEs and VJPs itself);
 * ``operator``: the batched forward model, ``y``: the measurements (B, ...), ``sigma_y``: the
   noise level on the [-1, 1] scale;
-* ``generators``: one ``torch.Generator`` per image: all of a solver's randomness comes from
-  them, so an image's result does not depend on the batch it ran in;
+* ``generators``: one ``torch.Generator`` per row of ``y`` (or a
+  :class:`~reddiff_bench.diffusion.SampleStream`, the n samples of one image sharing one): all of a
+  solver's randomness comes from them, through ``randn_per_sample``, so an image's result does
+  not depend on the batch it ran in;
 * ``callback(step, info)``: optional; receives per-step scalars (losses, timestep) for logging.
 
 Solvers do no I/O, never move tensors to a device themselves, and take their hyperparameters
