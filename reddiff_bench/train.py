@@ -33,7 +33,7 @@ from .data.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, random_crops
 from .diffusion import VPSchedule
 from .errors import ConfigError
 from .priors.adm import scheduler_config
-from .priors.diffusers_prior import PREDICTION_TYPES, DiffusersPrior
+from .priors.diffusers_prior import DiffusersPrior
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,10 @@ def train(cfg: DictConfig) -> Path:
     schedule = VPSchedule.linear(1000)
     unet = build_unet(cfg.size, OmegaConf.to_container(cfg.unet)).to(device)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
-    if cfg.prediction not in PREDICTION_TYPES:
-        raise ConfigError(f"prediction must be one of {sorted(PREDICTION_TYPES)}, got {cfg.prediction!r}")
     ema_prior = DiffusersPrior(ema, schedule.to(device), "ema", prediction_type=cfg.prediction)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(cfg.seed)
     eval_crops = random_crops(HELDOUT_PHOTOS, cfg.size, cfg.eval_crops, cfg.scale, torch.Generator().manual_seed(99))
-    abar = schedule.abar.float().to(device)
 
     def ema_x0(x_t, t):
         return ema_prior.predict(x_t.to(device), t.to(device)).x0.cpu()
@@ -115,9 +112,8 @@ def train(cfg: DictConfig) -> Path:
             group["lr"] = learning_rate(cfg, step, (time.perf_counter() - start) / 60)
         t = torch.randint(0, 1000, (x0.shape[0],), generator=generator).to(device)
         eps = torch.randn(x0.shape, generator=generator).to(device)
-        a = abar[t].view(-1, 1, 1, 1)
-        target = {"epsilon": eps, "sample": x0, "v_prediction": a.sqrt() * eps - (1 - a).sqrt() * x0}[cfg.prediction]
-        loss = ((unet(a.sqrt() * x0 + (1 - a).sqrt() * eps, t).sample - target) ** 2).mean()
+        target = {"epsilon": eps, "sample": x0, "v_prediction": schedule.v_target(x0, t, eps)}[cfg.prediction]
+        loss = ((unet(schedule.add_noise(x0, t, eps), t).sample - target) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -187,3 +187,14 @@ def test_training_augmentations_and_learning_rate_schedule():
     assert learning_rate(cfg, 1000, 1.0) == pytest.approx(0.0, abs=1e-12)
     cfg.lr_schedule = "constant"
     assert learning_rate(cfg, 999, 9.0) == pytest.approx(1e-3)
+
+
+def test_v_target_and_its_inverse_round_trip():
+    """The training target v and the prior's conversion back to (x0, eps) are inverses."""
+    from reddiff_bench.diffusion import VPSchedule
+
+    schedule = VPSchedule.linear(1000)
+    x0, eps = torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2)
+    t = torch.tensor([0, 10, 500, 999])
+    x0_back, eps_back = schedule.x0_eps_from_v(schedule.add_noise(x0, t, eps), t, schedule.v_target(x0, t, eps))
+    assert torch.allclose(x0_back, x0, atol=1e-5) and torch.allclose(eps_back, eps, atol=1e-5)
