@@ -82,3 +82,20 @@ def test_prior_predict_is_consistent_and_counts_calls():
     assert prior.counter.nfe == 2 and prior.counter.vjp == 1
     with pytest.raises(ValueError, match="takes images of shape"):
         prior.predict(torch.randn(1, 3, 4, 4), 0)
+
+
+def test_isotropic_conditioning_shortcut_equals_the_dense_formulas():
+    g = torch.Generator().manual_seed(7)
+    k, dim = 4, 6
+    means = 3.0 * torch.randn(k, dim, generator=g, dtype=torch.float64)
+    lam = torch.rand(k, generator=g, dtype=torch.float64) + 0.5  # a different lambda_k I per component
+    evecs = torch.linalg.qr(torch.randn(k, dim, dim, generator=g, dtype=torch.float64))[0]
+    mix = GaussianMixture(torch.rand(k, generator=g, dtype=torch.float64) + 0.1, means,
+                          lam[:, None].expand(k, dim).clone(), evecs)
+    dense = GaussianMixture(mix.weights, mix.means, mix.evals, mix.evecs)
+    dense.isotropic = False
+    assert mix.isotropic
+    A = torch.randn(2, dim, generator=g, dtype=torch.float64)
+    y = torch.randn(2, generator=g, dtype=torch.float64)
+    for fast, slow in zip(mix.posterior_moments(A, y, 0.3), dense.posterior_moments(A, y, 0.3)):
+        assert torch.allclose(fast, slow, atol=1e-12)

@@ -115,8 +115,12 @@ class GaussianMixture(torch.nn.Module):
     def _condition(self, A: Tensor, y: Tensor, sigma_y: float, means_only: bool):
         A = A.to(self.means)
         y = y.to(self.means)
-        cov = self.covariances()
-        a_cov = A[None] @ cov  # (K, m, d)
+        if self.isotropic:  # Sigma_k = lambda_k I: no d x d covariances for the means
+            cov = None
+            a_cov = self.evals[:, :1, None] * A[None]  # (K, m, d)
+        else:
+            cov = self.covariances()
+            a_cov = A[None] @ cov  # (K, m, d)
         s = a_cov @ A.T[None] + (sigma_y**2) * torch.eye(A.shape[0], dtype=A.dtype, device=A.device)[None]
         s = 0.5 * (s + s.transpose(-1, -2))
         chol, info = torch.linalg.cholesky_ex(s)
@@ -131,6 +135,8 @@ class GaussianMixture(torch.nn.Module):
         weights = torch.softmax(self.weights.log() + log_ev, dim=0)
         if means_only:
             return weights, post_means, None
+        if cov is None:
+            cov = self.covariances()
         post_cov = cov - a_cov.transpose(-1, -2) @ torch.cholesky_solve(a_cov, chol)
         return weights, post_means, post_cov
 
