@@ -2,7 +2,8 @@
 
 ``python -m reddiff_bench.report DIR [--format markdown|latex|csv]`` gathers every
 ``metrics.csv`` below DIR and prints the means per (task, solver). A Hydra sweep prints the same
-table when it ends (``SweepReport`` callback).
+table when it ends (``SweepReport`` callback). ``--pivot solver --value sw_to_posterior`` turns one
+metric into a grid: one row per remaining group, one column per solver (the README's tables).
 """
 
 from __future__ import annotations
@@ -50,6 +51,19 @@ def summary_table(frame: pd.DataFrame, group: list[str] | None = None, ci: bool 
     return table.reset_index()
 
 
+def pivot_table(table: pd.DataFrame, pivot: str, value: str) -> pd.DataFrame:
+    """One metric of a :func:`summary_table` as a grid: a column per value of ``pivot``, a row per
+    combination of the other group columns."""
+    if pivot not in table.columns or value not in table.columns:
+        present = [c for c in table.columns if c not in ("images", "failed")]
+        raise ValueError(f"cannot pivot on {pivot!r} with value {value!r}: the table has {present} "
+                         f"(add {pivot!r} to --group; the value must be a metric of the rows)")
+    rows = [c for c in table.columns[: table.columns.get_loc("images")] if c != pivot]
+    grid = table.pivot(index=rows, columns=pivot, values=value)
+    grid.columns.name = None
+    return grid.reset_index()
+
+
 def format_table(table: pd.DataFrame, fmt: str = "markdown") -> str:
     if fmt == "latex":
         return table.to_latex(index=False, float_format="%.3f")
@@ -80,13 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv"])
     parser.add_argument("--group", default=",".join(GROUP), help="comma-separated columns that make the rows")
     parser.add_argument("--ci", action="store_true", help="mean +- 1.96 std / sqrt(n) in each cell")
+    parser.add_argument("--pivot", help="a group column whose values become the table's columns (e.g. solver)")
+    parser.add_argument("--value", help="with --pivot: the metric shown in the grid (e.g. sw_to_posterior)")
     args = parser.parse_args(argv)
+    if bool(args.pivot) != bool(args.value):
+        parser.error("--pivot and --value go together")
     try:
         frame = collect(args.root)
-    except FileNotFoundError as err:
+        table = summary_table(frame, args.group.split(","), args.ci)
+        if args.pivot:
+            table = pivot_table(table, args.pivot, args.value)
+    except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(format_table(summary_table(frame, args.group.split(","), args.ci), args.format))
+    print(format_table(table, args.format))
     return 0
 
 
