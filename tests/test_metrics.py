@@ -150,3 +150,20 @@ def test_suite_fid_and_top1_with_random_networks(monkeypatch):
     assert summary["fid"] == pytest.approx(0.0, abs=1e-3) and summary["fid_num_images"] == 6  # rank-deficient sqrtm
     assert "fid_warning" in summary
     assert fid_module.FEATURE_EXTRACTOR == summary["fid_features"]
+
+
+def test_sliced_wasserstein_identities():
+    from reddiff_bench.metrics.distribution import sliced_wasserstein
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 3, generator=g, dtype=torch.float64)
+    # the same set in another order is at distance 0
+    assert sliced_wasserstein(x, x[torch.randperm(500, generator=g)], 200, g) < 1e-12
+    # in 1-D every direction is +-1 and SW is W2 of the sorted samples
+    a, b = torch.randn(400, 1, generator=g), 2 + 3 * torch.randn(400, 1, generator=g)
+    w2 = ((a[:, 0].sort().values.double() - b[:, 0].sort().values.double()) ** 2).mean().sqrt()
+    assert sliced_wasserstein(a, b, 50, g) == pytest.approx(float(w2), rel=1e-9)
+    # a shift c keeps the order of every projection: SW^2 = mean (theta . c)^2 -> |c|^2 / d
+    c = torch.tensor([3.0, -1.0, 2.0], dtype=torch.float64)
+    expected = float(c.norm() / 3**0.5)
+    assert sliced_wasserstein(x, x + c, 20_000, g) == pytest.approx(expected, rel=0.03)
