@@ -167,3 +167,19 @@ def test_sliced_wasserstein_identities():
     c = torch.tensor([3.0, -1.0, 2.0], dtype=torch.float64)
     expected = float(c.norm() / 3**0.5)
     assert sliced_wasserstein(x, x + c, 20_000, g) == pytest.approx(expected, rel=0.03)
+
+
+def test_sliced_wasserstein_matches_pot_on_the_same_directions():
+    """POT's ot.sliced_wasserstein_distance (p = 2) is the reference the GMM-benchmark code uses."""
+    import ot
+    from reddiff_bench.metrics.distribution import sliced_wasserstein
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(300, 5, generator=g, dtype=torch.float64)
+    y = 0.5 + 2 * torch.randn(300, 5, generator=g, dtype=torch.float64)
+    ours = sliced_wasserstein(x, y, 700, torch.Generator().manual_seed(4), chunk=400)
+    d = torch.Generator().manual_seed(4)  # the same draws, chunk by chunk
+    theta = torch.cat([torch.randn(5, k, generator=d, dtype=torch.float64) for k in (400, 300)], dim=1)
+    theta = theta / theta.norm(dim=0, keepdim=True)
+    reference = ot.sliced_wasserstein_distance(x.numpy(), y.numpy(), projections=theta.numpy(), p=2)
+    assert ours == pytest.approx(float(reference), rel=1e-10)
