@@ -189,6 +189,22 @@ def test_training_augmentations_and_learning_rate_schedule():
     assert learning_rate(cfg, 999, 9.0) == pytest.approx(1e-3)
 
 
+def test_training_timesteps_focus_on_the_chosen_range():
+    from omegaconf import OmegaConf
+
+    from reddiff_bench.train import sample_timesteps
+
+    g = torch.Generator().manual_seed(0)
+    uniform = sample_timesteps(100_000, OmegaConf.create({"t_focus": [150, 850], "t_focus_fraction": 0.0}), g)
+    assert uniform.min() == 0 and uniform.max() == 999
+    t = sample_timesteps(100_000, OmegaConf.create({"t_focus": [150, 850], "t_focus_fraction": 0.5}), g)
+    inside = ((t >= 150) & (t <= 850)).float().mean()
+    assert float(inside) == pytest.approx(0.5 + 0.5 * 701 / 1000, abs=0.01)  # half focused, half uniform
+    assert t.min() == 0 and t.max() == 999
+    with pytest.raises(ConfigError, match="t_focus"):
+        sample_timesteps(4, OmegaConf.create({"t_focus": [900, 100], "t_focus_fraction": 0.5}), g)
+
+
 def test_v_target_and_its_inverse_round_trip():
     """The training target v and the prior's conversion back to (x0, eps) are inverses."""
     from reddiff_bench.diffusion import VPSchedule
