@@ -17,7 +17,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 
 # Columns shown, in order, when present; means over images with status ok.
-TABLE_COLUMNS = ["psnr", "ssim", "lpips", "top1_correct", "lpips_diversity", "mse", "sw_to_posterior", "dist_to_nearest_mode", "dist_to_post_mean",
+TABLE_COLUMNS = ["psnr", "ssim", "lpips", "top1_correct", "lpips_diversity", "mse", "sw_to_posterior", "sw1_to_posterior", "dist_to_nearest_mode", "dist_to_post_mean",
                  "mse_to_post_mean", "psnr_post_mean", "mse_post_mean", "data_consistency", "sample_std",
                  "nfe", "vjp", "seconds", "peak_mem_mb"]
 GROUP = ["task", "solver"]

@@ -27,7 +27,7 @@ from .diffusion import SampleStream, make_generator
 from .errors import ConfigError
 from .metrics import data_consistency, psnr, ssim
 from .metrics.cost import CostMeter
-from .metrics.distribution import sliced_wasserstein
+from .metrics.distribution import sliced_distances
 from .metrics.suite import MetricSuite
 from .operators import Operator, operator_matrix, support_values
 from .results import ResultsStore, config_hash
@@ -107,9 +107,11 @@ def reference_metrics(prior, task: Task, operator: Operator, y: Tensor, samples:
         exact, weights, means = prior.exact_posterior_samples(A, y_obs, task.sigma_y, flat.shape[0], generator)
         post_mean = weights @ means
         modes = means[weights >= 1e-3 * weights.max()]
+        sliced = sliced_distances(flat, exact, int(cfg.sw_projections), generator)
         out = {
             "mse_to_post_mean": float(((flat.mean(0) - post_mean) ** 2).mean()),
-            "sw_to_posterior": sliced_wasserstein(flat, exact, int(cfg.sw_projections), generator),
+            "sw_to_posterior": sliced["sw2"],
+            "sw1_to_posterior": sliced["sw1"],
             "dist_to_post_mean": float(((flat - post_mean) ** 2).sum(-1).sqrt().mean() / d**0.5),
             "dist_to_nearest_mode": float(torch.cdist(flat, modes).min(-1).values.mean() / d**0.5),
         }

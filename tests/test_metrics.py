@@ -183,3 +183,12 @@ def test_sliced_wasserstein_matches_pot_on_the_same_directions():
     theta = theta / theta.norm(dim=0, keepdim=True)
     reference = ot.sliced_wasserstein_distance(x.numpy(), y.numpy(), projections=theta.numpy(), p=2)
     assert ours == pytest.approx(float(reference), rel=1e-10)
+    # sw1: the mean over the same directions of scipy's 1-D W1 (the MCGdiff/TMPD tables' distance)
+    from scipy.stats import wasserstein_distance
+
+    from reddiff_bench.metrics.distribution import sliced_distances
+
+    sw1 = sliced_distances(x, y, 700, torch.Generator().manual_seed(4), chunk=400)["sw1"]
+    px, py = (x @ theta).numpy(), (y @ theta).numpy()
+    expected = np.mean([wasserstein_distance(px[:, j], py[:, j]) for j in range(700)])
+    assert sw1 == pytest.approx(float(expected), rel=1e-10)
