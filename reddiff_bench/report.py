@@ -51,15 +51,18 @@ def summary_table(frame: pd.DataFrame, group: list[str] | None = None, ci: bool 
     return table.reset_index()
 
 
-def pivot_table(table: pd.DataFrame, pivot: str, value: str) -> pd.DataFrame:
-    """One metric of a :func:`summary_table` as a grid: a column per value of ``pivot``, a row per
-    combination of the other group columns."""
+def pivot_table(table: pd.DataFrame, pivot: str, value: str, order: list | None = None) -> pd.DataFrame:
+    """One metric of a :func:`summary_table` as a grid: a column per value of ``pivot`` (in
+    ``order`` when given, e.g. as they first appear in the rows), a row per combination of the
+    other group columns."""
     if pivot not in table.columns or value not in table.columns:
         present = [c for c in table.columns if c not in ("images", "failed")]
         raise ValueError(f"cannot pivot on {pivot!r} with value {value!r}: the table has {present} "
                          f"(add {pivot!r} to --group; the value must be a metric of the rows)")
     rows = [c for c in table.columns[: table.columns.get_loc("images")] if c != pivot]
     grid = table.pivot(index=rows, columns=pivot, values=value)
+    if order is not None:
+        grid = grid[[c for c in order if c in grid.columns] + [c for c in grid.columns if c not in order]]
     grid.columns.name = None
     return grid.reset_index()
 
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         frame = collect(args.root)
         table = summary_table(frame, args.group.split(","), args.ci)
         if args.pivot:
-            table = pivot_table(table, args.pivot, args.value)
+            table = pivot_table(table, args.pivot, args.value, order=list(frame[args.pivot].drop_duplicates()))
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

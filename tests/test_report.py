@@ -38,6 +38,8 @@ def test_pivot_puts_solvers_in_columns(tmp_path):
     write_runs(tmp_path)
     grid = pivot_table(summary_table(collect(tmp_path), ["task", "solver"]), "solver", "sw_to_posterior")
     assert list(grid.columns) == ["task", "a", "b"]
+    grid = pivot_table(summary_table(collect(tmp_path), ["task", "solver"]), "solver", "sw_to_posterior", order=["b", "a"])
+    assert list(grid.columns) == ["task", "b", "a"]
     assert grid.set_index("task").loc["t2", "b"] == pytest.approx(12.0)
     with pytest.raises(ValueError, match="add 'seed' to --group"):
         pivot_table(summary_table(collect(tmp_path), ["task", "solver"]), "seed", "sw_to_posterior")
