@@ -89,7 +89,7 @@ def test_image_size_mismatch_is_a_clear_error(tmp_path):
 
 
 def _cli(*args, timeout=120):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}  # robust to a busy machine
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "reddiff_bench", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
