@@ -74,6 +74,21 @@ def augment(x: Tensor, kind: str, generator: torch.Generator) -> Tensor:
     return x
 
 
+def training_crops(cfg: DictConfig, generator: torch.Generator) -> Tensor:
+    """A batch of random crops of the training photos. The photos are resized by ``scale`` (as the
+    held-out crops), or, with ``train_scales`` set, each crop comes from the photos resized by one
+    of those factors drawn at random: a scale augmentation that keeps the photos' colours."""
+    scales = [float(s) for s in (cfg.get("train_scales") or [cfg.scale])]
+    if not scales or min(scales) <= 0:
+        raise ConfigError(f"train_scales must be positive resize factors, got {scales}")
+    if len(scales) == 1:
+        return random_crops(TRAIN_PHOTOS, cfg.size, int(cfg.batch_size), scales[0], generator)
+    counts = torch.bincount(torch.randint(0, len(scales), (int(cfg.batch_size),), generator=generator),
+                            minlength=len(scales))
+    return torch.cat([random_crops(TRAIN_PHOTOS, cfg.size, int(n), s, generator)
+                      for s, n in zip(scales, counts.tolist()) if n > 0])
+
+
 def sample_timesteps(n: int, cfg: DictConfig, generator: torch.Generator, num_steps: int = 1000) -> Tensor:
     """Training timesteps: uniform on 0..T-1, except that a fraction ``t_focus_fraction`` of the
     batch (0 by default) is drawn uniformly from ``t_focus = [lo, hi]`` instead, where the network
@@ -122,8 +137,7 @@ def train(cfg: DictConfig) -> Path:
     log.info("training a %.2fM-parameter UNet on %s for up to %d steps / %.0f min", n_params / 1e6, device,
              cfg.steps, cfg.max_minutes)
     while step < cfg.steps and (time.perf_counter() - start) / 60 < cfg.max_minutes:
-        x0 = augment(random_crops(TRAIN_PHOTOS, cfg.size, cfg.batch_size, cfg.scale, generator), cfg.augment,
-                     generator).to(device)
+        x0 = augment(training_crops(cfg, generator), cfg.augment, generator).to(device)
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step, (time.perf_counter() - start) / 60)
         t = sample_timesteps(x0.shape[0], cfg, generator).to(device)
@@ -170,13 +184,20 @@ def _t_sampling(cfg: DictConfig) -> str:
     return f"uniform on 0..999, {fraction:g} of each batch uniform on {list(cfg.t_focus)}"
 
 
+def _scales(cfg: DictConfig) -> str:
+    scales = cfg.get("train_scales")
+    if not scales:
+        return f"{cfg.scale:g}"
+    return f"one of {', '.join(f'{float(s):g}' for s in scales)} at random per crop; held-out crops at {cfg.scale:g}"
+
+
 def model_card(cfg: DictConfig, report: dict) -> str:
     rows = "\n".join(f"| {t} | {report['heldout_x0_mse'][t]:.5f} | "
                      f"{report['gmm_heldout_x0_mse'].get(t, math.nan):.5f} |" for t in report["heldout_x0_mse"])
     return f"""# photos_unet{cfg.size}: a small diffusion prior trained offline
 
 - Data: random {cfg.size}x{cfg.size} RGB crops of the scikit-image photos {', '.join(TRAIN_PHOTOS)}
-  (resized by {cfg.scale}); the held-out photos ({', '.join(HELDOUT_PHOTOS)}) are never seen.
+  (resized by {_scales(cfg)}); the held-out photos ({', '.join(HELDOUT_PHOTOS)}) are never seen.
 - Model: diffusers UNet2DModel, {report['parameters'] / 1e6:.2f}M parameters, predicting `{cfg.prediction}`,
   ADM linear betas 1e-4..0.02, T = 1000; EMA ({cfg.ema_decay}) weights.
 - Training: {report['steps']} steps of batch {report['batch_size']}, AdamW lr {cfg.lr} ({cfg.lr_schedule}, {cfg.warmup_steps}

@@ -189,6 +189,32 @@ def test_training_augmentations_and_learning_rate_schedule():
     assert learning_rate(cfg, 999, 9.0) == pytest.approx(1e-3)
 
 
+def test_training_crops_come_from_the_chosen_scales(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from reddiff_bench import train
+    from reddiff_bench.data.photos import TRAIN_PHOTOS
+
+    calls = []
+    real = train.random_crops
+
+    def recording(names, size, count, scale, generator):
+        calls.append((names, count, scale))
+        return real(names, size, count, scale, generator)
+
+    monkeypatch.setattr(train, "random_crops", recording)
+    cfg = OmegaConf.create({"scale": 0.5, "train_scales": [0.25, 0.5], "batch_size": 24, "size": 8})
+    crops = train.training_crops(cfg, torch.Generator().manual_seed(0))
+    assert crops.shape == (24, 3, 8, 8)
+    assert {c[2] for c in calls} == {0.25, 0.5} and sum(c[1] for c in calls) == 24
+    assert all(c[0] == TRAIN_PHOTOS for c in calls)  # never the held-out photos
+    calls.clear()
+    train.training_crops(OmegaConf.merge(cfg, {"train_scales": None}), torch.Generator())
+    assert [c[2] for c in calls] == [0.5]
+    with pytest.raises(ConfigError, match="train_scales"):
+        train.training_crops(OmegaConf.merge(cfg, {"train_scales": [0.0]}), torch.Generator())
+
+
 def test_training_timesteps_focus_on_the_chosen_range():
     from omegaconf import OmegaConf
 
@@ -214,3 +240,4 @@ def test_v_target_and_its_inverse_round_trip():
     t = torch.tensor([0, 10, 500, 999])
     x0_back, eps_back = schedule.x0_eps_from_v(schedule.add_noise(x0, t, eps), t, schedule.v_target(x0, t, eps))
     assert torch.allclose(x0_back, x0, atol=1e-5) and torch.allclose(eps_back, eps, atol=1e-5)
+
