@@ -79,7 +79,7 @@ def training_crops(cfg: DictConfig, generator: torch.Generator) -> Tensor:
     held-out crops), or, with ``train_scales`` set, each crop comes from the photos resized by one
     of those factors drawn at random: a scale augmentation that keeps the photos' colours."""
     scales = [float(s) for s in (cfg.get("train_scales") or [cfg.scale])]
-    if not scales or min(scales) <= 0:
+    if min(scales) <= 0:
         raise ConfigError(f"train_scales must be positive resize factors, got {scales}")
     if len(scales) == 1:
         return random_crops(TRAIN_PHOTOS, cfg.size, int(cfg.batch_size), scales[0], generator)

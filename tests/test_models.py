@@ -240,4 +240,3 @@ def test_v_target_and_its_inverse_round_trip():
     t = torch.tensor([0, 10, 500, 999])
     x0_back, eps_back = schedule.x0_eps_from_v(schedule.add_noise(x0, t, eps), t, schedule.v_target(x0, t, eps))
     assert torch.allclose(x0_back, x0, atol=1e-5) and torch.allclose(eps_back, eps, atol=1e-5)
-
