@@ -105,6 +105,36 @@ def sample_timesteps(n: int, cfg: DictConfig, generator: torch.Generator, num_st
     return torch.where(focus, torch.randint(lo, hi + 1, (n,), generator=generator), t)
 
 
+def reference_pool(cfg: DictConfig, generator: torch.Generator) -> Tensor | None:
+    """The ``stf_pool`` training crops (drawn and augmented as the batches are) from which each step
+    takes its ``stf_reference`` reference crops; None when the stable target is off."""
+    n_ref, n_pool = int(cfg.get("stf_reference", 0) or 0), int(cfg.get("stf_pool", 0) or 0)
+    if n_ref == 0:
+        return None
+    if not 0 < n_ref <= n_pool:
+        raise ConfigError(f"stf_reference must be 0 (off) or at most stf_pool, got {n_ref} and {n_pool}")
+    batches = [augment(training_crops(cfg, generator), cfg.augment, generator)
+               for _ in range(math.ceil(n_pool / int(cfg.batch_size)))]
+    return torch.cat(batches)[:n_pool]
+
+
+def stable_target(x_t: Tensor, t: Tensor, x0: Tensor, reference: Tensor, schedule: VPSchedule) -> Tensor:
+    """The Stable Target Field (Xu et al., ICLR 2023) estimate of ``E[x0 | x_t]`` for the DDPM loss:
+    the mean of the candidates ``{x0_i} + reference``, weighted by ``N(x_t; sqrt(abar) x0_j, (1 - abar) I)``.
+    Its own clean crop dominates at low noise (the usual target); at mid and high noise the target
+    averages over many crops, which removes most of the target's noise (the minimiser, the posterior
+    mean, stays the same as the reference set grows). Computed in float64."""
+    xt, own, ref = (v.flatten(1).double() for v in (x_t, x0, reference))
+    abar = schedule.abar_t(t).double().to(xt.device).view(-1, 1)
+    scale = abar.sqrt() / (1 - abar)
+    # log N(x_t; sqrt(abar) x_j, (1 - abar) I) up to a per-row constant
+    own_logit = scale * (xt * own).sum(1, keepdim=True) - 0.5 * abar / (1 - abar) * (own**2).sum(1, keepdim=True)
+    ref_logit = scale * (xt @ ref.T) - 0.5 * abar / (1 - abar) * (ref**2).sum(1).view(1, -1)
+    w = torch.cat([own_logit, ref_logit], 1).softmax(1)
+    target = w[:, :1] * own + w[:, 1:] @ ref
+    return target.to(x0.dtype).view_as(x0)
+
+
 def learning_rate(cfg: DictConfig, step: int, minutes: float) -> float:
     """Linear warm-up over ``warmup_steps``, then constant or cosine decay to 0 over the run, whose
     progress is the larger of step / steps and minutes / max_minutes (training stops at either)."""
@@ -128,6 +158,8 @@ def train(cfg: DictConfig) -> Path:
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(cfg.seed)
     eval_crops = random_crops(HELDOUT_PHOTOS, cfg.size, cfg.eval_crops, cfg.scale, torch.Generator().manual_seed(99))
+    stf_generator = torch.Generator().manual_seed(cfg.seed + 1)  # leaves the batches' stream as it is
+    pool = reference_pool(cfg, stf_generator)
 
     def ema_x0(x_t, t):
         return ema_prior.predict(x_t.to(device), t.to(device)).x0.cpu()
@@ -142,8 +174,13 @@ def train(cfg: DictConfig) -> Path:
             group["lr"] = learning_rate(cfg, step, (time.perf_counter() - start) / 60)
         t = sample_timesteps(x0.shape[0], cfg, generator).to(device)
         eps = torch.randn(x0.shape, generator=generator).to(device)
+        x_t = schedule.add_noise(x0, t, eps)
+        if pool is not None:  # the stable target: E[x0 | x_t] estimated over reference crops
+            pick = torch.randint(0, len(pool), (int(cfg.stf_reference),), generator=stf_generator)
+            x0 = stable_target(x_t, t, x0, pool[pick].to(device), schedule)
+            eps = schedule.eps_from_x0(x_t, t, x0)
         target = {"epsilon": eps, "sample": x0, "v_prediction": schedule.v_target(x0, t, eps)}[cfg.prediction]
-        loss = ((unet(schedule.add_noise(x0, t, eps), t).sample - target) ** 2).mean()
+        loss = ((unet(x_t, t).sample - target) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -191,6 +228,14 @@ def _scales(cfg: DictConfig) -> str:
     return f"one of {', '.join(f'{float(s):g}' for s in scales)} at random per crop; held-out crops at {cfg.scale:g}"
 
 
+def _regression_target(cfg: DictConfig) -> str:
+    n_ref = int(cfg.get("stf_reference", 0) or 0)
+    if n_ref == 0:
+        return "the sampled noise (the plain DDPM target)"
+    return (f"the stable target field (Xu et al. 2023) over {n_ref} reference crops per step, "
+            f"drawn from a pool of {int(cfg.stf_pool)} training crops")
+
+
 def model_card(cfg: DictConfig, report: dict) -> str:
     rows = "\n".join(f"| {t} | {report['heldout_x0_mse'][t]:.5f} | "
                      f"{report['gmm_heldout_x0_mse'].get(t, math.nan):.5f} |" for t in report["heldout_x0_mse"])
@@ -202,6 +247,7 @@ def model_card(cfg: DictConfig, report: dict) -> str:
   ADM linear betas 1e-4..0.02, T = 1000; EMA ({cfg.ema_decay}) weights.
 - Training: {report['steps']} steps of batch {report['batch_size']}, AdamW lr {cfg.lr} ({cfg.lr_schedule}, {cfg.warmup_steps}
   warm-up steps), augmentation `{cfg.augment}`, timesteps {_t_sampling(cfg)},
+  regression target built from {_regression_target(cfg)},
   {report['minutes']:.1f} minutes on {report['device']}.
 - Command: `python -m reddiff_bench.train` (conf/train.yaml).
 

@@ -231,6 +231,30 @@ def test_training_timesteps_focus_on_the_chosen_range():
         sample_timesteps(4, OmegaConf.create({"t_focus": [900, 100], "t_focus_fraction": 0.5}), g)
 
 
+def test_stable_target_is_the_posterior_mean_over_the_candidates():
+    """The stable target equals the definition: candidates {x0_i} + reference weighted by the
+    Gaussian likelihood of x_t, computed here term by term with torch.distributions."""
+    from reddiff_bench.diffusion import VPSchedule
+    from reddiff_bench.train import stable_target
+
+    schedule = VPSchedule.linear(1000)
+    g = torch.Generator().manual_seed(0)
+    x0, ref = torch.rand(3, 3, 2, 2, generator=g) * 2 - 1, torch.rand(5, 3, 2, 2, generator=g) * 2 - 1
+    t = torch.tensor([10, 500, 900])
+    x_t = schedule.add_noise(x0, t, torch.randn(x0.shape, generator=g))
+    out = stable_target(x_t, t, x0, ref, schedule)
+    for i in range(3):
+        cands = torch.cat([x0[i : i + 1], ref]).double()
+        a, s = schedule.alpha(t[i]).double(), schedule.sigma(t[i]).double()
+        dist = torch.distributions.Normal(a * cands, s)
+        logp = dist.log_prob(x_t[i].double().expand_as(cands)).flatten(1).sum(1)
+        expected = (logp.softmax(0).view(-1, 1, 1, 1) * cands).sum(0)
+        assert torch.allclose(out[i].double(), expected, atol=1e-6)
+    # low noise: the crop itself; reference crops far from x_t never count
+    assert torch.allclose(stable_target(x0, torch.zeros(3, dtype=torch.long), x0, ref, schedule), x0, atol=1e-6)
+    assert torch.allclose(stable_target(x_t, t, x0, ref + 1000.0, schedule), x0, atol=1e-6)
+
+
 def test_v_target_and_its_inverse_round_trip():
     """The training target v and the prior's conversion back to (x0, eps) are inverses."""
     from reddiff_bench.diffusion import VPSchedule
