@@ -10,6 +10,7 @@ runs in float32.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -79,7 +80,9 @@ def diffusers_prior(source: str, subfolder: str | None = None, name: str | None 
         unet_sub = "unet"
     kwargs = dict(cache_dir=cache_dir, local_files_only=local_files_only)
     try:
-        unet = UNet2DModel.from_pretrained(source, subfolder=unet_sub, **kwargs)
+        # low_cpu_mem_usage needs accelerate; without it diffusers falls back with a warning per load
+        unet = UNet2DModel.from_pretrained(source, subfolder=unet_sub, **kwargs,
+                                           low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None)
         scheduler_config = _load_scheduler_config(source, path if local else None, kwargs)
     except OSError as err:
         raise ConfigError(f"could not load the diffusers model {source!r}: {err}. Without network, download it "
@@ -99,3 +102,16 @@ def _load_scheduler_config(source: str, local: Path | None, kwargs: dict) -> dic
                 return dict(DDPMScheduler.load_config(str(candidate)))
         return {}  # a bare model directory: ADM's linear schedule, T=1000
     return dict(DDPMScheduler.load_config(source, subfolder="scheduler", **kwargs))
+
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def bundled_prior(name: str, autocast: str = "none") -> DiffusersPrior:
+    """A prior shipped with the package under ``reddiff_bench/assets/<name>`` (diffusers format with
+    its model card), loaded without network."""
+    path = ASSETS / name
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"the bundled prior {name!r} is missing ({path} has no config.json); reinstall the "
+                          f"package, or train it with `python -m reddiff_bench.train out_dir={path}`")
+    return diffusers_prior(str(path), name=name, autocast=autocast, local_files_only=True)
