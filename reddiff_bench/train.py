@@ -74,16 +74,17 @@ def augment(x: Tensor, kind: str, generator: torch.Generator) -> Tensor:
     return x
 
 
-def training_crops(cfg: DictConfig, generator: torch.Generator) -> Tensor:
-    """A batch of random crops of the training photos. The photos are resized by ``scale`` (as the
+def training_crops(cfg: DictConfig, generator: torch.Generator, count: int | None = None) -> Tensor:
+    """A batch (``batch_size``, or ``count``) of random crops of the training photos. The photos are resized by ``scale`` (as the
     held-out crops), or, with ``train_scales`` set, each crop comes from the photos resized by one
     of those factors drawn at random: a scale augmentation that keeps the photos' colours."""
     scales = [float(s) for s in (cfg.get("train_scales") or [cfg.scale])]
     if min(scales) <= 0:
         raise ConfigError(f"train_scales must be positive resize factors, got {scales}")
+    count = int(cfg.batch_size) if count is None else count
     if len(scales) == 1:
-        return random_crops(TRAIN_PHOTOS, cfg.size, int(cfg.batch_size), scales[0], generator)
-    counts = torch.bincount(torch.randint(0, len(scales), (int(cfg.batch_size),), generator=generator),
+        return random_crops(TRAIN_PHOTOS, cfg.size, count, scales[0], generator)
+    counts = torch.bincount(torch.randint(0, len(scales), (count,), generator=generator),
                             minlength=len(scales))
     return torch.cat([random_crops(TRAIN_PHOTOS, cfg.size, int(n), s, generator)
                       for s, n in zip(scales, counts.tolist()) if n > 0])
@@ -113,9 +114,9 @@ def reference_pool(cfg: DictConfig, generator: torch.Generator) -> Tensor | None
         return None
     if not 0 < n_ref <= n_pool:
         raise ConfigError(f"stf_reference must be 0 (off) or at most stf_pool, got {n_ref} and {n_pool}")
-    batches = [augment(training_crops(cfg, generator), cfg.augment, generator)
-               for _ in range(math.ceil(n_pool / int(cfg.batch_size)))]
-    return torch.cat(batches)[:n_pool]
+    chunk = 1024
+    return torch.cat([augment(training_crops(cfg, generator, min(chunk, n_pool - start)), cfg.augment, generator)
+                      for start in range(0, n_pool, chunk)])
 
 
 def stable_target(x_t: Tensor, t: Tensor, x0: Tensor, reference: Tensor, schedule: VPSchedule) -> Tensor:

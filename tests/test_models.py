@@ -255,6 +255,20 @@ def test_stable_target_is_the_posterior_mean_over_the_candidates():
     assert torch.allclose(stable_target(x_t, t, x0, ref + 1000.0, schedule), x0, atol=1e-6)
 
 
+def test_stable_target_reference_pool():
+    from omegaconf import OmegaConf
+
+    from reddiff_bench.train import reference_pool
+
+    cfg = OmegaConf.create({"scale": 0.5, "size": 8, "batch_size": 4, "augment": "hflip",
+                            "stf_reference": 16, "stf_pool": 1500})
+    pool = reference_pool(cfg, torch.Generator().manual_seed(0))
+    assert pool.shape == (1500, 3, 8, 8) and pool.min() >= -1 and pool.max() <= 1
+    assert reference_pool(OmegaConf.merge(cfg, {"stf_reference": 0}), torch.Generator()) is None
+    with pytest.raises(ConfigError, match="stf_reference"):
+        reference_pool(OmegaConf.merge(cfg, {"stf_reference": 2000}), torch.Generator())
+
+
 def test_v_target_and_its_inverse_round_trip():
     """The training target v and the prior's conversion back to (x0, eps) are inverses."""
     from reddiff_bench.diffusion import VPSchedule
