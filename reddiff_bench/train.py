@@ -75,9 +75,9 @@ def augment(x: Tensor, kind: str, generator: torch.Generator) -> Tensor:
 
 
 def training_crops(cfg: DictConfig, generator: torch.Generator, count: int | None = None) -> Tensor:
-    """A batch (``batch_size``, or ``count``) of random crops of the training photos. The photos are resized by ``scale`` (as the
-    held-out crops), or, with ``train_scales`` set, each crop comes from the photos resized by one
-    of those factors drawn at random: a scale augmentation that keeps the photos' colours."""
+    """``batch_size`` (or ``count``) random crops of the training photos. The photos are resized by
+    ``scale`` (as the held-out crops), or, with ``train_scales`` set, each crop comes from the photos
+    resized by one of those factors drawn at random: a scale augmentation that keeps the photos' colours."""
     scales = [float(s) for s in (cfg.get("train_scales") or [cfg.scale])]
     if min(scales) <= 0:
         raise ConfigError(f"train_scales must be positive resize factors, got {scales}")

@@ -102,4 +102,3 @@ def _load_scheduler_config(source: str, local: Path | None, kwargs: dict) -> dic
                 return dict(DDPMScheduler.load_config(str(candidate)))
         return {}  # a bare model directory: ADM's linear schedule, T=1000
     return dict(DDPMScheduler.load_config(source, subfolder="scheduler", **kwargs))
-
