@@ -232,7 +232,7 @@ def _scales(cfg: DictConfig) -> str:
 def _regression_target(cfg: DictConfig) -> str:
     n_ref = int(cfg.get("stf_reference", 0) or 0)
     if n_ref == 0:
-        return "the sampled noise (the plain DDPM target)"
+        return "the drawn crop and noise (the plain DDPM target)"
     return (f"the stable target field (Xu et al. 2023) over {n_ref} reference crops per step, "
             f"drawn from a pool of {int(cfg.stf_pool)} training crops")
 
