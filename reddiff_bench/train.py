@@ -12,7 +12,9 @@ picks the network's target, written to the scheduler config as diffusers names i
   multiplies its error by ``sqrt((1 - abar) / abar)`` (25 at t = 800), while ``x0_hat`` from ``v`` carries
   it at most once. The solvers use ``x0_hat`` at every t. The EMA weights are saved in diffusers format
 (safetensors) with a model card that reports the denoising error (MSE of ``x0_hat`` per pixel) on
-held-out crops at several noise levels, beside the exact GMM prior's error on the same crops.
+held-out crops at several noise levels and the DDPM loss over all of them, beside the exact GMM
+prior's and the exact minimiser of the training objective on the same inputs.
+``evaluate_only=true out_dir=DIR`` measures a trained prior again and rewrites its card.
 """
 
 from __future__ import annotations
@@ -57,6 +59,50 @@ def denoising_error(predict_x0, crops: torch.Tensor, schedule: VPSchedule, times
         x0 = torch.cat([predict_x0(x_t[i : i + 256], tt[i : i + 256]) for i in range(0, len(crops), 256)])
         out[t] = float(((x0 - crops) ** 2).mean())
     return out
+
+
+@torch.no_grad()
+def heldout_loss(predict_x0, crops: torch.Tensor, schedule: VPSchedule, seed: int = 1234, repeats: int = 4) -> float:
+    """The DDPM objective ``L_simple = E_t,eps ||eps_hat - eps||^2`` (per pixel) on ``crops``: the
+    training loss, integrated over every noise level, measured on data the network never saw.
+    ``repeats`` noisy copies of each crop, their timesteps stratified over 0..T-1, noise fixed by
+    ``seed``; ``eps_hat`` follows from ``x0_hat``. A denoiser no better than ``x_t`` itself scores 1."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(crops) * repeats
+    t = ((torch.arange(n) + torch.rand(n, generator=g)) * (schedule.num_steps / n)).long()
+    t = t[torch.randperm(n, generator=g)]
+    x0 = crops.repeat(repeats, 1, 1, 1)
+    eps = torch.randn(x0.shape, generator=g)
+    x_t = schedule.add_noise(x0, t, eps)
+    total = 0.0
+    for i in range(0, n, 256):
+        x0_hat = predict_x0(x_t[i : i + 256], t[i : i + 256])
+        eps_hat = schedule.eps_from_x0(x_t[i : i + 256], t[i : i + 256], x0_hat)
+        total += float(((eps_hat - eps[i : i + 256]) ** 2).sum())
+    return total / eps.numel()
+
+
+def empirical_posterior_mean(reference: Tensor, schedule: VPSchedule):
+    """``x0_hat(x_t, t) = E[x0 | x_t]`` when ``x0`` is drawn uniformly from the crops ``reference``:
+    the exact minimiser of the DDPM objective on that training distribution, which a network of
+    unbounded capacity trained to convergence would compute. Computed in float64. With a finite set
+    it memorises at low noise (it can only return mixtures of the reference crops); at high noise,
+    where many crops share the weight, it is the target the network is fitted to."""
+    ref = reference.flatten(1).double()
+    ref_sq = (ref**2).sum(1).view(1, -1)
+
+    def predict_x0(x_t: Tensor, t: Tensor) -> Tensor:
+        xt = x_t.flatten(1).double()
+        logit = _log_likelihood(xt @ ref.T, ref_sq, schedule.abar_t(t).double().to(xt.device).view(-1, 1))
+        return (logit.softmax(1) @ ref).to(x_t.dtype).view_as(x_t)
+
+    return predict_x0
+
+
+def _log_likelihood(xt_dot_x0: Tensor, x0_sq: Tensor, abar: Tensor) -> Tensor:
+    """``log N(x_t; sqrt(abar) x0, (1 - abar) I)`` up to a term that depends on ``x_t`` only, from
+    ``<x_t, x0>`` and ``||x0||^2``."""
+    return abar.sqrt() / (1 - abar) * xt_dot_x0 - 0.5 * abar / (1 - abar) * x0_sq
 
 
 def augment(x: Tensor, kind: str, generator: torch.Generator) -> Tensor:
@@ -114,9 +160,13 @@ def reference_pool(cfg: DictConfig, generator: torch.Generator) -> Tensor | None
         return None
     if not 0 < n_ref <= n_pool:
         raise ConfigError(f"stf_reference must be 0 (off) or at most stf_pool, got {n_ref} and {n_pool}")
-    chunk = 1024
-    return torch.cat([augment(training_crops(cfg, generator, min(chunk, n_pool - start)), cfg.augment, generator)
-                      for start in range(0, n_pool, chunk)])
+    return crop_pool(cfg, n_pool, generator)
+
+
+def crop_pool(cfg: DictConfig, count: int, generator: torch.Generator, chunk: int = 1024) -> Tensor:
+    """``count`` training crops, drawn and augmented as the batches are, in chunks of ``chunk``."""
+    return torch.cat([augment(training_crops(cfg, generator, min(chunk, count - start)), cfg.augment, generator)
+                      for start in range(0, count, chunk)])
 
 
 def stable_target(x_t: Tensor, t: Tensor, x0: Tensor, reference: Tensor, schedule: VPSchedule) -> Tensor:
@@ -127,10 +177,8 @@ def stable_target(x_t: Tensor, t: Tensor, x0: Tensor, reference: Tensor, schedul
     mean, stays the same as the reference set grows). Computed in float64."""
     xt, own, ref = (v.flatten(1).double() for v in (x_t, x0, reference))
     abar = schedule.abar_t(t).double().to(xt.device).view(-1, 1)
-    scale = abar.sqrt() / (1 - abar)
-    # log N(x_t; sqrt(abar) x_j, (1 - abar) I) up to a per-row constant
-    own_logit = scale * (xt * own).sum(1, keepdim=True) - 0.5 * abar / (1 - abar) * (own**2).sum(1, keepdim=True)
-    ref_logit = scale * (xt @ ref.T) - 0.5 * abar / (1 - abar) * (ref**2).sum(1).view(1, -1)
+    own_logit = _log_likelihood((xt * own).sum(1, keepdim=True), (own**2).sum(1, keepdim=True), abar)
+    ref_logit = _log_likelihood(xt @ ref.T, (ref**2).sum(1).view(1, -1), abar)
     w = torch.cat([own_logit, ref_logit], 1).softmax(1)
     target = w[:, :1] * own + w[:, 1:] @ ref
     return target.to(x0.dtype).view_as(x0)
@@ -158,7 +206,7 @@ def train(cfg: DictConfig) -> Path:
     ema_prior = DiffusersPrior(ema, schedule.to(device), "ema", prediction_type=cfg.prediction)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(cfg.seed)
-    eval_crops = random_crops(HELDOUT_PHOTOS, cfg.size, cfg.eval_crops, cfg.scale, torch.Generator().manual_seed(99))
+    eval_crops = card_crops(cfg)
     stf_generator = torch.Generator().manual_seed(cfg.seed + 1)  # leaves the batches' stream as it is
     pool = reference_pool(cfg, stf_generator)
 
@@ -191,28 +239,80 @@ def train(cfg: DictConfig) -> Path:
                 pe.lerp_(p, 1 - decay)
         step += 1
         if step % cfg.eval_every == 0:
-            err = denoising_error(ema_x0, eval_crops, schedule, list(cfg.eval_timesteps))
+            err = denoising_error(ema_x0, eval_crops, schedule, list(cfg.eval_timesteps), cfg.eval_noise_seed)
             history.append({"step": step, "minutes": (time.perf_counter() - start) / 60, "loss": float(loss.detach()), **err})
             log.info("step %d loss %.4f held-out x0 MSE %s", step, float(loss.detach()), err)
     minutes = (time.perf_counter() - start) / 60
-    final = denoising_error(ema_x0, eval_crops, schedule, list(cfg.eval_timesteps))
-    gmm = {}
-    if cfg.compare_gmm:
-        from .priors.gmm import photo_gmm_prior
-
-        prior = photo_gmm_prior(size=cfg.size, scale=cfg.scale, cache_dir=cfg.paths.cache_dir)
-        gmm = denoising_error(lambda x_t, t: prior.predict(x_t, t).x0, eval_crops, schedule, list(cfg.eval_timesteps))
     out = Path(cfg.out_dir)
     ema.save_pretrained(str(out), safe_serialization=True)
     (out / "scheduler").mkdir(parents=True, exist_ok=True)
     scheduler = {**scheduler_config({}), "prediction_type": cfg.prediction}
     (out / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler, indent=2))
     report = {"steps": step, "minutes": minutes, "device": str(device), "parameters": n_params,
-              "prediction": cfg.prediction,
-              "batch_size": cfg.batch_size, "heldout_x0_mse": final, "gmm_heldout_x0_mse": gmm, "history": history}
+              "prediction": cfg.prediction, "batch_size": cfg.batch_size, "history": history,
+              "config": OmegaConf.to_container(cfg, resolve=True)}
+    write_card(cfg, out, ema_x0, schedule, report)
+    return out
+
+
+def evaluate(cfg: DictConfig) -> Path:
+    """Measure a trained prior in ``out_dir`` again (``evaluate_only=true``) and rewrite its model
+    card and training.json; the training record (steps, time, history) is kept."""
+    from .priors.diffusers_prior import diffusers_prior
+
+    out = Path(cfg.out_dir)
+    record = out / "training.json"
+    if not record.is_file():
+        raise ConfigError(f"evaluate_only: {record} is missing; point out_dir at a directory written by "
+                          f"`python -m reddiff_bench.train`")
+    report = json.loads(record.read_text())
+    for key in ("heldout_x0_mse", "gmm_heldout_x0_mse"):  # the measurements of earlier versions
+        report.pop(key, None)
+    if "config" in report:  # describe the training run as it was configured
+        measuring = {key: cfg[key] for key in _MEASUREMENT_KEYS}
+        cfg = OmegaConf.merge(OmegaConf.create(report["config"]), measuring)
+    else:
+        log.warning("%s does not record the training config; the card describes the current one", record)
+    prior = diffusers_prior(str(out), local_files_only=True)
+    write_card(cfg, out, lambda x_t, t: prior.predict(x_t, t).x0, prior.schedule, report)
+    return out
+
+
+_MEASUREMENT_KEYS = ("out_dir", "eval_crops", "eval_seed", "eval_noise_seed", "eval_timesteps", "compare_gmm",
+                     "minimiser_pool", "paths")
+
+
+def card_crops(cfg: DictConfig) -> Tensor:
+    """The held-out crops of the model card (and of the training log's evaluations)."""
+    generator = torch.Generator().manual_seed(int(cfg.eval_seed))
+    return random_crops(HELDOUT_PHOTOS, cfg.size, cfg.eval_crops, cfg.scale, generator)
+
+
+def write_card(cfg: DictConfig, out: Path, predict_x0, schedule: VPSchedule, report: dict) -> None:
+    """Measure the network on the held-out crops (x0 error per noise level and the DDPM loss over
+    all of them), beside the exact GMM prior and the exact minimiser of the training objective, and
+    write training.json and the model card README.md."""
+    timesteps, crops = list(cfg.eval_timesteps), card_crops(cfg)
+    rows = {"network": predict_x0}
+    if cfg.compare_gmm:
+        from .priors.gmm import photo_gmm_prior
+
+        gmm = photo_gmm_prior(size=cfg.size, scale=cfg.scale, cache_dir=cfg.paths.cache_dir)
+        if not torch.allclose(gmm.schedule.abar, schedule.abar):
+            raise ConfigError("the GMM prior and the network have different noise schedules; their denoising "
+                              "errors would not be measured on the same noisy inputs")
+        rows["gmm"] = lambda x_t, t: gmm.predict(x_t, t).x0
+    if int(cfg.minimiser_pool) > 0:
+        pool = crop_pool(cfg, int(cfg.minimiser_pool), torch.Generator().manual_seed(cfg.seed + 2))
+        rows["minimiser"] = empirical_posterior_mean(pool, schedule)
+    noise = int(cfg.eval_noise_seed)
+    report["heldout"] = {name: {"x0_mse": denoising_error(f, crops, schedule, timesteps, noise)}
+                         for name, f in rows.items()}
+    for name in ("network", "gmm"):  # not the minimiser's: at low noise it memorises, which dominates this loss
+        if name in rows:
+            report["heldout"][name]["ddpm_loss"] = heldout_loss(rows[name], crops, schedule, noise)
     (out / "training.json").write_text(json.dumps(report, indent=2))
     (out / "README.md").write_text(model_card(cfg, report))
-    return out
 
 
 def _t_sampling(cfg: DictConfig) -> str:
@@ -238,8 +338,23 @@ def _regression_target(cfg: DictConfig) -> str:
 
 
 def model_card(cfg: DictConfig, report: dict) -> str:
-    rows = "\n".join(f"| {t} | {report['heldout_x0_mse'][t]:.5f} | "
-                     f"{report['gmm_heldout_x0_mse'].get(t, math.nan):.5f} |" for t in report["heldout_x0_mse"])
+    held = report["heldout"]
+    names = [n for n in ("network", "gmm", "minimiser") if n in held]
+    heads = {"network": "this network", "gmm": "GMM prior (exact for its own mixture)",
+             "minimiser": f"exact minimiser over {int(cfg.minimiser_pool)} training crops"}
+    rows = "\n".join(f"| {t} | " + " | ".join(f"{held[n]['x0_mse'][t]:.5f}" for n in names) + " |"
+                     for t in held["network"]["x0_mse"])
+    loss = " | ".join(f"{held[n]['ddpm_loss']:.4f}" if "ddpm_loss" in held[n] else "-" for n in names)
+    note = ""
+    if "minimiser" in held:
+        note = f"""
+The last column is `E[x0 | x_t]` under the training distribution itself (the {int(cfg.minimiser_pool)} crops
+drawn and augmented as the batches are): what the DDPM objective is minimised by, computed exactly.
+At low noise it only memorises (its error there says nothing about the network, and its DDPM loss
+is left out); at high noise, where many crops share the weight, it is the function the network is
+fitted to: where it does no better than the GMM prior on held-out crops, the limit is the training
+photos, not the training.
+"""
     return f"""# photos_unet{cfg.size}: a small diffusion prior trained offline
 
 - Data: random {cfg.size}x{cfg.size} RGB crops of the scikit-image photos {', '.join(TRAIN_PHOTOS)}
@@ -252,18 +367,21 @@ def model_card(cfg: DictConfig, report: dict) -> str:
   {report['minutes']:.1f} minutes on {report['device']}.
 - Command: `python -m reddiff_bench.train` (conf/train.yaml).
 
-Denoising error on {cfg.eval_crops} held-out crops (per-pixel MSE of x0_hat on the [-1, 1] scale; lower is better),
-against the exact denoiser of the `gmm_photos` Gaussian-mixture prior on the same noisy inputs:
+Denoising error on {cfg.eval_crops} held-out crops (crop seed {cfg.eval_seed}, noise seed {cfg.eval_noise_seed}): per-pixel MSE of
+x0_hat on the [-1, 1] scale (lower is better), the same noisy inputs for every column. The last row
+is the DDPM loss (per-pixel MSE of eps_hat, t stratified over 0..999, 4 noisy copies per crop),
+the training objective over all noise levels:
 
-| t | this network | GMM prior (exact for its own mixture) |
-|---|---|---|
+| t | {' | '.join(heads[n] for n in names)} |
+|---|{'---|' * len(names)}
 {rows}
-"""
+| DDPM loss, all t | {loss} |
+{note}"""
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    out = train(cfg)
+    out = evaluate(cfg) if cfg.evaluate_only else train(cfg)
     print((out / "README.md").read_text())
 
 

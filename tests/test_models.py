@@ -3,6 +3,7 @@ checkpoint resolution."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -146,15 +147,18 @@ def test_missing_checkpoint_errors_name_url_file_and_key(tmp_path):
 def test_training_command_writes_a_loadable_prior_with_a_model_card(tmp_path):
     from hydra import compose, initialize_config_dir
 
+    from omegaconf import OmegaConf
+
     from reddiff_bench.priors.diffusers_prior import diffusers_prior
-    from reddiff_bench.train import train
+    from reddiff_bench.train import evaluate, train
 
     from .conftest import CONF
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[
             f"out_dir={tmp_path}/prior", "steps=3", "batch_size=4", "eval_every=2", "eval_crops=8",
-            "unet.block_out_channels=[32,32,32]", "unet.layers_per_block=1", "compare_gmm=false"])
+            "unet.block_out_channels=[32,32,32]", "unet.layers_per_block=1", "compare_gmm=false",
+            "minimiser_pool=64"])
     out = train(cfg)
     card = (out / "README.md").read_text()
     assert "3 steps" in card and "| 500 |" in card
@@ -162,6 +166,55 @@ def test_training_command_writes_a_loadable_prior_with_a_model_card(tmp_path):
     assert prior.image_shape == (3, 16, 16) and prior.schedule.num_steps == 1000
     assert torch.isfinite(prior.predict(torch.randn(2, 3, 16, 16), 500).x0).all()
     assert prior.prediction_type == "v" and "predicting `v_prediction`" in card
+    assert "exact minimiser over 64 training crops" in card and "| DDPM loss, all t |" in card
+
+    # measure it again: the training record stays, the card still describes the run as configured
+    remeasure = OmegaConf.merge(cfg, {"evaluate_only": True, "augment": "dihedral", "eval_crops": 4})
+    assert evaluate(remeasure) == out
+    card = (out / "README.md").read_text()
+    assert "3 steps" in card and "augmentation `hflip`" in card and "Denoising error on 4 held-out crops" in card
+    record = json.loads((out / "training.json").read_text())
+    assert record["steps"] == 3 and set(record["heldout"]) == {"network", "minimiser"}
+    (out / "training.json").unlink()
+    with pytest.raises(ConfigError, match="training.json is missing"):
+        evaluate(remeasure)
+
+
+def test_heldout_ddpm_loss_of_the_exact_gaussian_denoiser():
+    """For x0 ~ N(0, s^2 I) the exact denoiser's eps error at t has the closed form
+    abar s^2 / (abar s^2 + 1 - abar) per pixel; the held-out loss averages it over stratified t."""
+    from reddiff_bench.diffusion import VPSchedule
+    from reddiff_bench.train import heldout_loss
+
+    schedule, s2 = VPSchedule.linear(1000), 0.3
+    crops = torch.randn(500, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * s2**0.5
+
+    def exact(x_t, t):
+        abar = schedule.abar_t(t).float().view(-1, 1, 1, 1)
+        return abar.sqrt() * s2 / (abar * s2 + 1 - abar) * x_t
+
+    abar = schedule.abar.float()
+    expected = float((abar * s2 / (abar * s2 + 1 - abar)).mean())
+    assert heldout_loss(exact, crops, schedule, seed=1) == pytest.approx(expected, rel=0.03)
+    assert heldout_loss(lambda x_t, t: x_t / schedule.abar_t(t).float().sqrt().view(-1, 1, 1, 1), crops,
+                        schedule) == pytest.approx(1.0, rel=0.02)  # x0_hat = x_t / sqrt(abar): eps_hat = 0
+    assert heldout_loss(lambda x_t, t: torch.zeros_like(x_t), crops, schedule) > expected
+
+
+def test_empirical_posterior_mean_is_the_stable_target_over_the_same_crops():
+    """E[x0 | x_t] over a set of crops equals the (separately tested) stable target whose candidates
+    are the same crops: one of them as the batch's own crop, the rest as reference."""
+    from reddiff_bench.diffusion import VPSchedule
+    from reddiff_bench.train import empirical_posterior_mean, stable_target
+
+    schedule = VPSchedule.linear(1000)
+    g = torch.Generator().manual_seed(0)
+    ref = torch.rand(7, 3, 2, 2, generator=g) * 2 - 1
+    t = torch.tensor([5, 300, 600, 990])
+    x_t = schedule.add_noise(ref[:4], t, torch.randn(4, 3, 2, 2, generator=g))
+    got = empirical_posterior_mean(ref, schedule)(x_t, t)
+    assert torch.allclose(got, stable_target(x_t, t, ref[:1].expand(4, -1, -1, -1), ref[1:], schedule), atol=1e-6)
+    assert torch.allclose(got[0], ref[0], atol=1e-4)  # low noise: the crop x_t came from
 
 
 def test_training_augmentations_and_learning_rate_schedule():
@@ -278,3 +331,4 @@ def test_v_target_and_its_inverse_round_trip():
     t = torch.tensor([0, 10, 500, 999])
     x0_back, eps_back = schedule.x0_eps_from_v(schedule.add_noise(x0, t, eps), t, schedule.v_target(x0, t, eps))
     assert torch.allclose(x0_back, x0, atol=1e-5) and torch.allclose(eps_back, eps, atol=1e-5)
+
