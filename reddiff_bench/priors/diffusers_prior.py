@@ -102,3 +102,16 @@ def _load_scheduler_config(source: str, local: Path | None, kwargs: dict) -> dic
                 return dict(DDPMScheduler.load_config(str(candidate)))
         return {}  # a bare model directory: ADM's linear schedule, T=1000
     return dict(DDPMScheduler.load_config(source, subfolder="scheduler", **kwargs))
+
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def bundled_prior(name: str, autocast: str = "none") -> DiffusersPrior:
+    """A prior shipped with the package under ``reddiff_bench/assets/<name>`` (diffusers format with
+    its model card), loaded without network."""
+    path = ASSETS / name
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"the bundled prior {name!r} is missing ({path} has no config.json); reinstall the "
+                          f"package, or train it with `python -m reddiff_bench.train out_dir={path}`")
+    return diffusers_prior(str(path), name=name, autocast=autocast, local_files_only=True)
