@@ -75,12 +75,25 @@ class VPSchedule(torch.nn.Module):
         return self.alpha(t, x0) * x0 + self.sigma(t, x0) * eps
 
     def timesteps(self, num_steps: int) -> list[int]:
-        """``num_steps`` evenly spaced timesteps in descending order, ending at 0:
-        ``t_i = i * (T // num_steps)`` for ``i = num_steps-1 .. 0`` (the RED-diff/DDIM spacing)."""
-        if not 1 <= num_steps <= self.num_steps:
-            raise ValueError(f"num_steps must be in 1..{self.num_steps}, got {num_steps}")
-        skip = self.num_steps // num_steps
-        return [i * skip for i in range(num_steps - 1, -1, -1)]
+        """``num_steps`` timesteps in descending order, from the top of the schedule down to 0.
+
+        * ``num_steps`` divides ``T``: ``t_i = i * T / num_steps`` (top ``T - T / num_steps``), the
+          grid of the RED-diff, DDRM and DDIM reference code (``range(0, T, T // N)``) and, at
+          ``N = T``, of the DPS code.
+        * otherwise: guided-diffusion's respacing ``t_i = round(i (T - 1) / (N - 1))`` (top
+          ``T - 1``), which the DPS code uses for any count. The reference grid has no answer here
+          (``range(0, T, T // N)`` holds more than N steps), and stopping the grid early would
+          drop the top of the schedule: samplers would start from pure noise at a timestep
+          whose ``x_t`` is far from noise.
+        """
+        T = self.num_steps
+        if not 1 <= num_steps <= T:
+            raise ValueError(f"num_steps must be in 1..{T}, got {num_steps}")
+        if T % num_steps == 0:
+            skip = T // num_steps
+            return [i * skip for i in range(num_steps - 1, -1, -1)]
+        stride = (T - 1) / (num_steps - 1)  # num_steps >= 2 here: 1 divides T
+        return [round(i * stride) for i in range(num_steps - 1, -1, -1)]
 
 
 def seed_from(*parts: object) -> int:
