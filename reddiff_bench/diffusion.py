@@ -74,25 +74,35 @@ class VPSchedule(torch.nn.Module):
     def add_noise(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
         return self.alpha(t, x0) * x0 + self.sigma(t, x0) * eps
 
-    def timesteps(self, num_steps: int) -> list[int]:
+    SPACINGS = ("uniform", "respaced")
+
+    def timesteps(self, num_steps: int, spacing: str = "uniform") -> list[int]:
         """``num_steps`` timesteps in descending order, from the top of the schedule down to 0.
 
+        ``spacing="uniform"``:
+
         * ``num_steps`` divides ``T``: ``t_i = i * T / num_steps`` (top ``T - T / num_steps``), the
-          grid of the RED-diff, DDRM and DDIM reference code (``range(0, T, T // N)``) and, at
-          ``N = T``, of the DPS code.
-        * otherwise: guided-diffusion's respacing ``t_i = round(i (T - 1) / (N - 1))`` (top
-          ``T - 1``), which the DPS code uses for any count. The reference grid has no answer here
+          grid of the RED-diff, DDRM and DDIM reference code (``range(0, T, T // N)``);
+        * otherwise the respaced grid below (top ``T - 1``). The reference grid has no answer here
           (``range(0, T, T // N)`` holds more than N steps), and stopping the grid early would
           drop the top of the schedule: samplers would start from pure noise at a timestep
           whose ``x_t`` is far from noise.
+
+        ``spacing="respaced"``: guided-diffusion's ``space_timesteps(T, [N])``,
+        ``t_i = round(i (T - 1) / (N - 1))`` (top ``T - 1``), the grid of the DPS code for any N.
+        The two agree at ``N = T``.
         """
         T = self.num_steps
         if not 1 <= num_steps <= T:
             raise ValueError(f"num_steps must be in 1..{T}, got {num_steps}")
-        if T % num_steps == 0:
+        if spacing not in self.SPACINGS:
+            raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {self.SPACINGS}")
+        if spacing == "uniform" and T % num_steps == 0:
             skip = T // num_steps
             return [i * skip for i in range(num_steps - 1, -1, -1)]
-        stride = (T - 1) / (num_steps - 1)  # num_steps >= 2 here: 1 divides T
+        if num_steps == 1:
+            return [0]  # guided-diffusion's single step
+        stride = (T - 1) / (num_steps - 1)
         return [round(i * stride) for i in range(num_steps - 1, -1, -1)]
 
 

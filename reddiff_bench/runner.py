@@ -72,7 +72,7 @@ class _StepLogger:
     def __call__(self, step: int, info: dict[str, Any]) -> None:
         if self.first_batch:
             scalars = {k: (v.float().mean().item() if isinstance(v, Tensor) else float(v)) for k, v in info.items()
-                       if isinstance(v, (Tensor, int, float)) and k != "total"}
+                       if k != "total" and (isinstance(v, (int, float)) or (isinstance(v, Tensor) and v.ndim <= 1))}
             self.logger.log_step(step, scalars)
         if self.progress and self.bar is None and time.perf_counter() - self.start > 5 and "total" in info:
             from tqdm import tqdm

@@ -74,7 +74,9 @@ def test_result_of_an_image_does_not_depend_on_its_batch(photo_prior, photo_batc
     for k in (0, 3):
         single_op = task.operator([artifacts[k]], shape)
         alone = solve(solver, photo_prior, single_op, y[k : k + 1], ids[k : k + 1])
-        assert torch.allclose(alone[0], batched[k], atol=1e-5), (alone[0] - batched[k]).abs().max()
+        # float32 reductions run in another order in another batch: measured up to 2e-5 (30 steps
+        # from t = 999, where w(t) = sigma/alpha is largest)
+        assert torch.allclose(alone[0], batched[k], atol=5e-5), (alone[0] - batched[k]).abs().max()
 
 
 def test_reddiff_timestep_orders_and_weighting_vanish_where_expected(photo_prior):

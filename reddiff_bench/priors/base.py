@@ -43,6 +43,9 @@ class DiffusionPrior(torch.nn.Module):
         self.image_shape = tuple(int(s) for s in image_shape)
         self.name = name
         self.counter = CallCounter()
+        # the range of clean data: images are in [-1, 1] (the project's convention); vectors (the
+        # Gaussian-mixture track) have none
+        self.data_range: tuple[float, float] | None = (-1.0, 1.0) if len(self.image_shape) == 3 else None
 
     def network(self, x_t: Tensor, t: Tensor) -> Tensor:
         """The native prediction (``eps``, ``x0`` or ``v``, per ``prediction_type``) at timesteps ``t`` (B,)."""

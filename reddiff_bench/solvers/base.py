@@ -9,7 +9,9 @@
   :class:`~reddiff_bench.diffusion.SampleStream`, the n samples of one image sharing one): all of a
   solver's randomness comes from them, through ``randn_per_sample``, so an image's result does
   not depend on the batch it ran in;
-* ``callback(step, info)``: optional; receives per-step scalars (losses, timestep) for logging.
+* ``callback(step, info)``: optional; receives after each step its scalars (timestep, losses;
+  0-d or per-image (B,) tensors), ``total`` (the number of steps) and ``x``, the current iterate
+  (a sampler's ``x_s``, RED-Diff's ``mu``), for logging, profiling and trajectories.
 
 Solvers do no I/O, never move tensors to a device themselves, and take their hyperparameters
 as explicit keyword arguments.

@@ -28,5 +28,5 @@ class DDIM:
                 noise = randn_per_sample(generators, shape, x) if self.eta > 0 and s >= 0 else None
                 x = ddim_step(pred.x0, pred.eps, abar(prior.schedule, t, x), abar(prior.schedule, s, x), self.eta, noise)
                 if callback is not None:
-                    callback(step, {"t": t, "total": len(pairs)})
+                    callback(step, {"t": t, "x": x.detach(), "total": len(pairs)})
         return SolverResult(x0=x)

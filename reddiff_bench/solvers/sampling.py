@@ -13,10 +13,12 @@ from torch import Tensor
 from ..diffusion import VPSchedule
 
 
-def timestep_pairs(schedule: VPSchedule, steps: int, start: int | None = None) -> list[tuple[int, int]]:
-    """``(t, s)`` pairs for ``steps`` evenly spaced timesteps, ending with ``(0, -1)``; with ``start``,
-    only the timesteps at or below it (a solver that starts from a noised estimate)."""
-    ts = schedule.timesteps(steps)
+def timestep_pairs(schedule: VPSchedule, steps: int, start: int | None = None,
+                   spacing: str = "uniform") -> list[tuple[int, int]]:
+    """``(t, s)`` pairs for ``steps`` evenly spaced timesteps (``VPSchedule.timesteps``), ending with
+    ``(0, -1)``; with ``start``, only the timesteps at or below it (a solver that starts from a
+    noised estimate)."""
+    ts = schedule.timesteps(steps, spacing)
     if start is not None:
         ts = [t for t in ts if t <= start]
         if not ts:
