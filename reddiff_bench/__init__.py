@@ -12,3 +12,7 @@ Conventions used everywhere in the package:
 """
 
 __version__ = "0.1.0"
+
+from .published import register as _register_resolvers  # noqa: E402
+
+_register_resolvers()  # ${published:...} in conf/solver/*.yaml

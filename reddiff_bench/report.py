@@ -76,19 +76,32 @@ def format_table(table: pd.DataFrame, fmt: str = "markdown") -> str:
 
 
 class SweepReport(Callback):
-    """Hydra callback: print the table of a whole sweep when it ends."""
+    """Hydra callback: print the table of a whole sweep when it ends, list the jobs that were
+    refused (their ``error.txt``), and exit with status 2 when every job was refused (a preset
+    without its data or checkpoint must not look like a success)."""
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        errors = sorted(sweep_dir.rglob("error.txt"))
         try:
             frame = collect(sweep_dir)
         except FileNotFoundError:
-            return
-        report = config.get("report", {}) or {}
-        text = format_table(summary_table(frame, list(report.get("group") or GROUP), bool(report.get("ci", False)),
-                                          report.get("columns")))
-        (sweep_dir / "table.md").write_text(text + "\n")
-        print(f"\nSweep {sweep_dir}:\n{text}")
+            frame = None
+        if frame is not None:
+            report = config.get("report", {}) or {}
+            text = format_table(summary_table(frame, list(report.get("group") or GROUP),
+                                              bool(report.get("ci", False)), report.get("columns")))
+            (sweep_dir / "table.md").write_text(text + "\n")
+            print(f"\nSweep {sweep_dir}:\n{text}")
+        if errors:
+            by_message: dict[str, list[str]] = {}
+            for path in errors:
+                by_message.setdefault(path.read_text().strip(), []).append(path.parent.name)
+            print(f"\n{len(errors)} job(s) of the sweep were refused:", file=sys.stderr)
+            for message, jobs in by_message.items():
+                print(f"  {', '.join(jobs)}: {message}", file=sys.stderr)
+        if frame is None and errors:
+            raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> int:

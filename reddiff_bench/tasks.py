@@ -57,12 +57,18 @@ class PoissonNoise:
 
 
 class Task:
-    """What is measured and how: the same ``y`` for every solver of a sweep."""
+    """What is measured and how: the same ``y`` for every solver of a sweep.
 
-    def __init__(self, name: str, degradation: Degradation, noise: GaussianNoise | PoissonNoise):
+    ``published``: the settings the solvers' authors used for this kind of task (solver name ->
+    keyword -> value); the solver configs read them (``reddiff_bench.published``), the task keeps
+    them only to say where they came from."""
+
+    def __init__(self, name: str, degradation: Degradation, noise: GaussianNoise | PoissonNoise,
+                 published: dict | None = None):
         self.name = name
         self.degradation = degradation
         self.noise = noise
+        self.published = dict(published or {})
 
     @property
     def sigma_y(self) -> float:

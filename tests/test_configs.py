@@ -78,3 +78,62 @@ def test_option_composes_and_instantiates(group, option, image_root, tmp_path):
 def test_experiment_composes(experiment):
     cfg = compose_config([f"+experiment={experiment}"])
     assert cfg.experiment_name == experiment
+
+
+PAPER_PRESETS = ["imagenet_inpaint", "imagenet_sr4", "ffhq_inpaint", "ffhq_sr4"]
+
+
+def solver_settings(overrides: list[str]) -> dict:
+    from omegaconf import OmegaConf
+
+    cfg = compose_config(overrides)
+    settings = OmegaConf.to_container(cfg.solver, resolve=True)
+    if "optimizer" in settings:
+        settings["lr"] = settings.pop("optimizer")["lr"]
+        settings.pop("weighting")
+    return settings
+
+
+@pytest.mark.parametrize("preset", PAPER_PRESETS)
+def test_paper_presets_are_sweeps_over_the_four_solvers_at_their_published_settings(preset):
+    from hydra.types import RunMode
+
+    cfg = compose_config([f"+experiment={preset}"])
+    assert cfg.hydra.mode == RunMode.MULTIRUN  # a sweep from `python -m reddiff_bench +experiment=...`
+    assert cfg.hydra.sweeper.params.solver.split(",") == ["reddiff", "dps", "pgdm", "ddrm"]
+    assert cfg.task.noise.sigma_y == 0.0
+    inpaint = "inpaint" in preset
+    run = lambda solver: solver_settings([f"+experiment={preset}", f"solver={solver}"])  # noqa: E731
+    reddiff = run("reddiff")
+    assert (reddiff["steps"], reddiff["lam"], reddiff["lr"], reddiff["output"]) == (1000, 0.25, 0.25, "before_last_step")
+    assert reddiff["obs_mean"] == ("all" if inpaint else "measured")
+    dps = run("dps")
+    assert (dps["steps"], dps["zeta"], dps["clip_x0"], dps["spacing"]) == (1000, 0.5 if inpaint else 0.3, True, "respaced")
+    pgdm = run("pgdm")
+    assert (pgdm["steps"], pgdm["eta"], pgdm["start_t"], pgdm["weighting"]) == (1000, 1.0, 999, "reference")
+    assert pgdm["paste_measured"] is inpaint
+    ddrm = run("ddrm")
+    assert (ddrm["steps"], ddrm["eta"], ddrm["eta_b"], ddrm["last_step_measured"]) == (20, 0.85, 1.0, "x0_hat")
+    for solver in ("reddiff", "dps", "pgdm", "ddrm"):  # every one builds
+        instantiate(compose_config([f"+experiment={preset}", f"solver={solver}"]).solver, _convert_="all")
+
+
+def test_published_settings_follow_the_task_and_yield_to_the_command_line():
+    assert solver_settings(["solver=dps", "task=inpaint_random"])["zeta"] == 0.5   # DPS inpainting config
+    assert solver_settings(["solver=dps", "task=sr_bicubic4"])["zeta"] == 0.3      # DPS super-resolution config
+    assert solver_settings(["solver=dps", "task=phase_retrieval"])["zeta"] == 1.0
+    assert solver_settings(["solver=dps", "task=hdr"])["zeta"] == 1.0              # none published: the default
+    assert solver_settings(["solver=pgdm", "task=sr4"])["start_t"] == 500          # PiGDM paper, SR
+    assert solver_settings(["solver=pgdm", "task=inpaint_box"])["start_t"] is None
+    assert solver_settings(["solver=dps", "task=inpaint_box", "solver.zeta=0.7"])["zeta"] == 0.7
+    assert solver_settings(["+experiment=imagenet_sr4", "solver=pgdm", "solver.weighting=paper"])["weighting"] == "paper"
+    assert solver_settings(["+experiment=imagenet_sr4", "solver=reddiff", "optimizer.lr=0.5"])["lr"] == 0.5
+    # the solvers' own defaults where nobody published anything
+    assert solver_settings(["solver=reddiff"])["lr"] == 0.1 and solver_settings(["solver=pgdm"])["weighting"] == "paper"
+
+
+def test_the_demo_and_gmm_presets_are_sweeps_without_dash_m():
+    from hydra.types import RunMode
+
+    for preset in ("demo", "gmm_posterior", "gmm_posterior_quick"):
+        assert compose_config([f"+experiment={preset}"]).hydra.mode == RunMode.MULTIRUN, preset

@@ -159,3 +159,137 @@ def test_solvers_replay_the_official_code_in_float64(index, monkeypatch):
     (``extract_and_expand(...).float()``), DDRM the reference's scaling of x_T."""
     record = parity_records("trajectories_float64.pt")[index]
     check_replay(record, monkeypatch, *FLOAT64_TOLERANCE[record["solver"]])
+
+
+# --- the reference options, property by property ------------------------------------------------------
+
+
+def overshooting_prior():
+    """A stand-in for an untrained network: predicts x0 = 50 x_t (far outside [-1, 1])."""
+    from reddiff_bench.priors.base import DiffusionPrior
+
+    class Prior(DiffusionPrior):
+        prediction_type = "x0"
+
+        def network(self, x_t, t):
+            return 50 * x_t
+
+    return Prior(VPSchedule.linear(1000), (3, 8, 8), "overshooting")
+
+
+def box_problem(sigma_y: float = 0.05, size: int = 8):
+    from reddiff_bench.diffusion import make_generator
+    from reddiff_bench.operators import BoxInpainting
+    from reddiff_bench.tasks import GaussianNoise, Task
+
+    task = Task("inpaint_box", BoxInpainting(0.5), GaussianNoise(sigma_y))
+    shape = (3, size, size)
+    x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    op = task.operator([task.sample_artifacts(shape, make_generator(0, "a"))] * 2, shape)
+    y = task.measure(op, x, [make_generator(0, "noise", k) for k in range(2)])
+    return op, y
+
+
+def generators():
+    from reddiff_bench.diffusion import make_generator
+
+    return [make_generator(0, "solver", k) for k in range(2)]
+
+
+def test_dps_clips_x0_hat_to_the_data_range_as_the_official_sampler():
+    """With a network whose x0_hat overshoots, DPS without clipping returns values of hundreds;
+    with clip_x0 (the default, the official code's clip_denoised) the output stays in [-1, 1]
+    up to the last guidance step."""
+    from reddiff_bench.solvers import DPS
+
+    prior = overshooting_prior()
+    op, y = box_problem(size=8)
+    clipped = DPS(steps=20).solve(prior, op, y, sigma_y=0.05, generators=generators()).x0
+    raw = DPS(steps=20, clip_x0=False).solve(prior, op, y, sigma_y=0.05, generators=generators()).x0
+    assert clipped.abs().max() < 1.5 and raw.abs().max() > 50
+    assert prior.data_range == (-1.0, 1.0)
+
+
+def test_dps_never_clips_vectors():
+    """The Gaussian-mixture track's vectors have no data range: clip_x0 must not touch them."""
+    from reddiff_bench.priors.gmm import grid_gmm_prior
+
+    assert grid_gmm_prior(8).data_range is None
+
+
+def test_pgdm_reference_weighting_ignores_sigma_y_and_the_paper_weighting_does_not(photo_prior, photo_batch):
+    from reddiff_bench.solvers import PiGDM
+
+    op, y = box_problem(size=16)
+    run = lambda solver, s: solver.solve(photo_prior, op, y, sigma_y=s, generators=generators()).x0  # noqa: E731
+    reference = PiGDM(steps=20, weighting="reference")
+    assert torch.equal(run(reference, 0.05), run(reference, 0.5))
+    paper = PiGDM(steps=20)
+    assert (run(paper, 0.05) - run(paper, 0.5)).abs().max() > 1e-2
+
+
+def test_pgdm_paste_measured_ends_exactly_at_y_on_measured_pixels(photo_prior):
+    from reddiff_bench.solvers import PiGDM
+
+    op, y = box_problem(size=16)
+    out = PiGDM(steps=20, weighting="reference", paste_measured=True).solve(
+        photo_prior, op, y, sigma_y=0.05, generators=generators()).x0
+    measured = op.y_support(y).expand_as(y) > 0
+    assert torch.allclose(out[measured], y[measured], atol=1e-6)
+    plain = PiGDM(steps=20, weighting="reference").solve(photo_prior, op, y, sigma_y=0.05, generators=generators()).x0
+    assert (plain[measured] - y[measured]).abs().max() > 1e-2
+
+
+def test_reddiff_obs_mean_all_equals_measured_with_the_kept_fraction_as_weight(photo_prior):
+    """The reference's mean over all entries is the project's mean over measured entries times the
+    kept fraction: with obs_weight = kept fraction the two runs agree (to float32 rounding)."""
+    from reddiff_bench.solvers import REDDiff
+
+    op, y = box_problem(size=16)
+    kept = float(op.y_support(y).mean())
+    ours = REDDiff(steps=30).solve(photo_prior, op, y, sigma_y=0.05, generators=generators()).x0
+    ref = REDDiff(steps=30, obs_mean="all", obs_weight=1 / kept).solve(
+        photo_prior, op, y, sigma_y=0.05, generators=generators()).x0
+    assert torch.allclose(ours, ref, atol=1e-5), (ours - ref).abs().max()
+    other = REDDiff(steps=30, obs_mean="all").solve(photo_prior, op, y, sigma_y=0.05, generators=generators()).x0
+    assert (other - ours).abs().max() > 1e-3
+
+
+def test_reddiff_before_last_step_is_the_iterate_before_the_last_update(photo_prior):
+    from reddiff_bench.solvers import REDDiff
+
+    op, y = box_problem(size=16)
+    seen = []
+    final = REDDiff(steps=10).solve(photo_prior, op, y, sigma_y=0.05, generators=generators(),
+                                    callback=lambda step, info: seen.append(info["x"].clone())).x0
+    before = REDDiff(steps=10, output="before_last_step").solve(photo_prior, op, y, sigma_y=0.05,
+                                                               generators=generators()).x0
+    assert torch.equal(final, seen[-1]) and torch.equal(before, seen[-2])
+
+
+@pytest.mark.parametrize("rule", ["y", "x0_hat"])
+def test_ddrm_last_step_rule_at_zero_noise(photo_prior, rule):
+    from reddiff_bench.solvers import DDRM
+
+    op, y = box_problem(sigma_y=0.0, size=16)
+    out = DDRM(steps=10, last_step_measured=rule).solve(photo_prior, op, y, sigma_y=0.0, generators=generators()).x0
+    measured = op.y_support(y).expand_as(y) > 0
+    gap = (out[measured] - y[measured]).abs().max()
+    assert (gap < 1e-6) if rule == "y" else (gap > 1e-3)
+
+
+def test_unknown_reference_options_are_refused():
+    from reddiff_bench.solvers import DDRM, DPS, PiGDM, REDDiff
+
+    for make, match in ((lambda: PiGDM(weighting="both"), "weighting"),
+                        (lambda: PiGDM(paste_measured=True), "weighting=reference"),
+                        (lambda: REDDiff(obs_mean="some"), "obs_mean"), (lambda: REDDiff(output="best"), "output"),
+                        (lambda: DDRM(last_step_measured="mean"), "last_step_measured")):
+        with pytest.raises(ValueError, match=match):
+            make()
+    from reddiff_bench.operators import BlockAverageSR
+
+    with pytest.raises(ValueError, match="mask operator"):
+        PiGDM(weighting="reference", paste_measured=True).check(BlockAverageSR(4).operator({}, (3, 8, 8)))
+    with pytest.raises(ValueError, match="spacing"):
+        DPS(steps=10, spacing="log")

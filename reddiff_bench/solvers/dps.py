@@ -38,7 +38,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..diffusion import randn_per_sample
+from ..diffusion import VPSchedule, randn_per_sample
 from ..operators import Operator
 from ..priors import DiffusionPrior
 from .base import Callback, SolverResult
@@ -47,6 +47,8 @@ from .sampling import abar, ddim_step, per_sample_norm, timestep_pairs
 
 class DPS:
     def __init__(self, steps: int = 1000, zeta: float = 1.0, clip_x0: bool = True, spacing: str = "respaced"):
+        if spacing not in VPSchedule.SPACINGS:
+            raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {VPSchedule.SPACINGS}")
         self.steps, self.zeta, self.clip_x0, self.spacing = int(steps), float(zeta), bool(clip_x0), spacing
 
     def solve(self, prior: DiffusionPrior, operator: Operator, y: Tensor, *, sigma_y: float,
