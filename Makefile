@@ -24,14 +24,14 @@ $(STAMP): pyproject.toml
 
 ## The default comparison on the offline exact prior (CPU, a few minutes at most).
 demo: install
-	$(PY) -m reddiff_bench -m +experiment=demo
+	$(PY) -m reddiff_bench +experiment=demo
 
 ## The Gaussian-mixture posterior benchmark: the CI-sized cell, and the full grid (hours on a CPU).
 gmm-quick: install
-	$(PY) -m reddiff_bench -m +experiment=gmm_posterior_quick
+	$(PY) -m reddiff_bench +experiment=gmm_posterior_quick
 
 gmm: install
-	$(PY) -m reddiff_bench -m +experiment=gmm_posterior
+	$(PY) -m reddiff_bench +experiment=gmm_posterior
 
 ## Train the small offline prior (about 45 minutes on 2 CPU cores; conf/train.yaml).
 train-prior: install

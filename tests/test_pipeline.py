@@ -128,7 +128,7 @@ def test_imagenet_experiment_without_checkpoint_names_url_file_and_key(tmp_path)
 
 
 def test_gmm_posterior_quick_sweep_prints_its_table(tmp_path):
-    proc, seconds = _cli("-m", "+experiment=gmm_posterior_quick", f"paths.output_dir={tmp_path}", timeout=300)
+    proc, seconds = _cli("+experiment=gmm_posterior_quick", f"paths.output_dir={tmp_path}", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     tables = list(tmp_path.rglob("table.md"))
     assert len(tables) == 1
