@@ -124,12 +124,14 @@ def test_published_settings_follow_the_task_and_yield_to_the_command_line():
     assert solver_settings(["solver=dps", "task=phase_retrieval"])["zeta"] == 1.0
     assert solver_settings(["solver=dps", "task=hdr"])["zeta"] == 1.0              # none published: the default
     assert solver_settings(["solver=pgdm", "task=sr4"])["start_t"] == 500          # PiGDM paper, SR
+    assert solver_settings(["solver=reddiff", "task=inpaint_half"])["lr"] == 0.1   # sources disagree: the default
+    assert solver_settings(["solver=reddiff", "task=phase_retrieval"])["lr"] == 0.5
     assert solver_settings(["solver=pgdm", "task=inpaint_box"])["start_t"] is None
     assert solver_settings(["solver=dps", "task=inpaint_box", "solver.zeta=0.7"])["zeta"] == 0.7
     assert solver_settings(["+experiment=imagenet_sr4", "solver=pgdm", "solver.weighting=paper"])["weighting"] == "paper"
     assert solver_settings(["+experiment=imagenet_sr4", "solver=reddiff", "optimizer.lr=0.5"])["lr"] == 0.5
     # the solvers' own defaults where nobody published anything
-    assert solver_settings(["solver=reddiff"])["lr"] == 0.1 and solver_settings(["solver=pgdm"])["weighting"] == "paper"
+    assert solver_settings(["solver=reddiff", "task=sr4"])["lr"] == 0.1 and solver_settings(["solver=pgdm"])["weighting"] == "paper"
 
 
 def test_the_demo_and_gmm_presets_are_sweeps_without_dash_m():
