@@ -27,14 +27,21 @@ def describe_missing(what: str, url: str, err: BaseException) -> str:
 
 
 class download_timeout:
-    """Bound how long a weight download may hang on a closed network."""
+    """Bound how long a weight download may hang on a closed network, and hold the hub cache's
+    lock meanwhile: jobs that start together download a file once (torch.hub writes it under a
+    temporary name and renames it when complete)."""
 
     def __init__(self, seconds: float = 20.0):
         self.seconds = seconds
 
     def __enter__(self):
+        from ..cache import lock
+
         self.previous = socket.getdefaulttimeout()
         socket.setdefaulttimeout(self.seconds)
+        self.lock = lock(hub_checkpoint_dir() / "reddiff_bench_download")
+        self.lock.__enter__()
 
     def __exit__(self, *exc):
+        self.lock.__exit__(*exc)
         socket.setdefaulttimeout(self.previous)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..cache import ensure_writable_dir, publish, temporary_sibling
 from ..errors import ConfigError
 
 
@@ -261,25 +262,41 @@ def scheduler_config(flags: dict[str, Any]) -> dict[str, Any]:
 
 def convert_checkpoint(checkpoint: str | Path, flags: dict[str, Any], out_dir: str | Path) -> Path:
     """Convert an ADM ``.pt`` state dict into a diffusers directory: the UNet2DModel at the top
-    (``UNet2DModel.from_pretrained(out_dir)``) and ``scheduler/`` with ADM's schedule."""
-    import json
+    (``UNet2DModel.from_pretrained(out_dir)``) and ``scheduler/`` with ADM's schedule. Written
+    into a temporary sibling, then renamed over ``out_dir`` (replacing an older conversion)."""
+    import shutil
 
     out_dir = Path(out_dir)
-    state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ConfigError(f"{checkpoint} is not an ADM state dict (a dict of tensors)")
-    unet = build_unet(state, ADMFlags.from_dict(flags))
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    unet.save_pretrained(str(tmp))
-    (tmp / "scheduler").mkdir(parents=True, exist_ok=True)
-    (tmp / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler_config(flags), indent=2))
-    (tmp / "adm_flags.json").write_text(json.dumps({k: v for k, v in flags.items()}, indent=2, default=str))
-    if out_dir.exists():
-        import shutil
-
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(out_dir, directory=True)
+    try:
+        _write_converted(checkpoint, flags, tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
     return out_dir
+
+
+def _write_converted(checkpoint: str | Path, flags: dict[str, Any], target: Path) -> None:
+    import json
+
+    try:
+        state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated downloads fail inside the zip or pickle reader
+        raise ConfigError(f"checkpoint {checkpoint} cannot be read ({type(err).__name__}: {err}): a partial or "
+                          f"corrupt file. Delete it and download it again (or point model.checkpoint at a good "
+                          f"copy).") from err
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ConfigError(f"{checkpoint} is not an ADM state dict (a dict of tensors): delete it, download it again "
+                          f"and point model.checkpoint (or paths.checkpoint_dir) at it.")
+    unet = build_unet(state, ADMFlags.from_dict(flags))
+    unet.save_pretrained(str(target))
+    (target / "scheduler").mkdir(parents=True, exist_ok=True)
+    (target / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler_config(flags), indent=2))
+    (target / "adm_flags.json").write_text(json.dumps({k: v for k, v in flags.items()}, indent=2, default=str))
 
 
 def adm_prior(checkpoint_name: str, checkpoint: str | None = None, checkpoint_dir: str = ".",
@@ -297,7 +314,8 @@ def adm_prior(checkpoint_name: str, checkpoint: str | None = None, checkpoint_di
     path = resolve_checkpoint(entry, checkpoint, checkpoint_dir, download)
     stat = path.stat()
     key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:10]
-    out_dir = Path(cache_dir).expanduser() / "converted" / f"{entry.name}-{key}"
-    if not (out_dir / "config.json").is_file():
-        convert_checkpoint(path, entry.flags, out_dir)
+    folder = ensure_writable_dir(Path(cache_dir) / "converted", "the cache folder", "paths.cache_dir (REDDIFF_BENCH_CACHE)")
+    out_dir = folder / f"{entry.name}-{key}"
+    # converted once, under a lock, when many jobs start together; a half-written one never shows
+    publish(out_dir, lambda tmp: _write_converted(path, entry.flags, tmp), directory=True)
     return diffusers_prior(str(out_dir), name=entry.name, autocast=autocast, local_files_only=True)

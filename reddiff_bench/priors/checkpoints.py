@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cache import ensure_writable_dir, lock
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -73,17 +74,19 @@ def resolve_checkpoint(entry: Checkpoint, checkpoint: str | None, checkpoint_dir
 
     from torch.hub import download_url_to_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    log.info("downloading %s to %s", entry.url, path)
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(20)
-    try:
-        download_url_to_file(entry.url, str(path), progress=True)
-    except (urllib.error.URLError, OSError) as err:
-        raise ConfigError(f"checkpoint {entry.filename} for model {entry.name!r} not found at {path}, and "
-                          f"downloading {entry.url} failed ({err}). {how}") from err
-    finally:
-        socket.setdefaulttimeout(previous)
+    ensure_writable_dir(path.parent, "the checkpoint folder", "paths.checkpoint_dir (REDDIFF_BENCH_CHECKPOINTS)")
+    with lock(path):  # one download when many jobs start together; the others wait and find it
+        if not path.is_file():
+            log.info("downloading %s to %s", entry.url, path)
+            previous = socket.getdefaulttimeout()
+            socket.setdefaulttimeout(20)
+            try:
+                download_url_to_file(entry.url, str(path), progress=True)  # a temporary file, renamed when complete
+            except (urllib.error.URLError, OSError) as err:
+                raise ConfigError(f"checkpoint {entry.filename} for model {entry.name!r} not found at {path}, and "
+                                  f"downloading {entry.url} failed ({err}). {how}") from err
+            finally:
+                socket.setdefaulttimeout(previous)
     _verify(entry, path)
     return path
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..cache import ensure_writable_dir, publish, read_or_explain
 from ..diffusion import LOG_2PI, VPSchedule
 from .base import DiffusionPrior
 
@@ -216,33 +217,42 @@ def _fit_key(**params) -> str:
 def fit_photo_mixture(size: int, n_components: int, n_crops: int, scale: float, seed: int,
                       reg_covar: float, max_iter: int, cache_dir: str | Path | None) -> GaussianMixture:
     """Fit a full-covariance Gaussian mixture (scikit-learn EM) to random ``size`` x ``size`` RGB
-    crops of the training photos; cached under ``cache_dir`` by a hash of the parameters."""
-    from ..data.photos import TRAIN_PHOTOS, random_crops
+    crops of the training photos; cached under ``cache_dir`` by a hash of the parameters (built
+    once, under a lock, when several jobs ask at once)."""
+    from ..data.photos import TRAIN_PHOTOS
 
     params = dict(size=size, n_components=n_components, n_crops=n_crops, scale=scale, seed=seed,
                   reg_covar=reg_covar, max_iter=max_iter, photos=list(TRAIN_PHOTOS), version=1)
-    path = Path(cache_dir).expanduser() / f"gmm_photos_{_fit_key(**params)}.pt" if cache_dir else None
-    if path is not None and path.exists():
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    if cache_dir is None:
+        return _fit(params)
+    folder = ensure_writable_dir(cache_dir, "the cache folder", "paths.cache_dir (REDDIFF_BENCH_CACHE)")
+    path = folder / f"gmm_photos_{_fit_key(**params)}.pt"
+    publish(path, lambda tmp: torch.save(_fit(params).state_dict() | {"params": params}, tmp))
+
+    def read(p: Path) -> GaussianMixture:
+        state = torch.load(p, map_location="cpu", weights_only=True)
         return GaussianMixture(state["weights"], state["means"], state["evals"], state["evecs"])
 
+    return read_or_explain(path, read, "Gaussian-mixture fit")
+
+
+def _fit(params: dict) -> GaussianMixture:
     from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
+    from ..data.photos import TRAIN_PHOTOS, random_crops
+
+    size, n_crops, seed = params["size"], params["n_crops"], params["seed"]
     generator = torch.Generator().manual_seed(seed)
-    crops = random_crops(TRAIN_PHOTOS, size, n_crops, scale, generator).reshape(n_crops, -1).numpy()  # float32: 2x faster EM
-    log.info("fitting a %d-component GMM to %d crops of %dx%d (cached afterwards)", n_components, n_crops, size, size)
+    crops = random_crops(TRAIN_PHOTOS, size, n_crops, params["scale"], generator).reshape(n_crops, -1).numpy()
+    log.info("fitting a %d-component GMM to %d crops of %dx%d (cached afterwards)", params["n_components"], n_crops,
+             size, size)
     start = time.perf_counter()
-    sk = SkGaussianMixture(n_components, covariance_type="full", reg_covar=reg_covar, max_iter=max_iter,
-                           tol=1e-2, random_state=seed, init_params="k-means++").fit(crops)
+    sk = SkGaussianMixture(params["n_components"], covariance_type="full", reg_covar=params["reg_covar"],
+                           max_iter=params["max_iter"], tol=1e-2, random_state=seed,
+                           init_params="k-means++").fit(crops)  # float32 crops: 2x faster EM
     log.info("GMM fitted in %.1f s (%d EM iterations, converged=%s)", time.perf_counter() - start, sk.n_iter_, sk.converged_)
-    mixture = GaussianMixture.from_covariances(*(torch.from_numpy(a).double() for a in
-                                                 (sk.weights_, sk.means_, sk.covariances_)))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({k: v for k, v in mixture.state_dict().items()} | {"params": params}, tmp)
-        tmp.replace(path)
-    return mixture
+    return GaussianMixture.from_covariances(*(torch.from_numpy(a).double() for a in
+                                              (sk.weights_, sk.means_, sk.covariances_)))
 
 
 def photo_gmm_prior(size: int = 16, n_components: int = 8, n_crops: int = 8000, scale: float = 0.5,
