@@ -1,7 +1,9 @@
 """Datasets yield ``(image_id, x)`` with ``x`` a 3xHxW float32 tensor in [-1, 1], in a fixed order.
 
 ``image_id`` is a stable string (it seeds the image's measurement and solver randomness and keys
-its row), so results do not depend on batch size or on which images ran before.
+its row), so results do not depend on batch size or on which images ran before; ids are unique
+within a dataset, and ``image_id(index)`` gives one without loading the image (a resumed run
+skips the images whose rows exist).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..validate import check_number
 from .photos import HELDOUT_PHOTOS, crop_positions, photo_tensor
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".JPEG", ".bmp", ".webp", ".tif", ".tiff")
@@ -19,10 +22,13 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".JPEG", ".bmp", ".webp", ".tif", "
 
 class PhotoCrops:
     """Random ``size`` x ``size`` crops of the held-out scikit-image photos (offline, no prior saw
-    them), spread evenly over the photos; positions are drawn from ``seed``."""
+    them), spread evenly over the photos; positions are drawn from ``seed``, each at most once
+    (image ids are unique: they key rows and seeds)."""
 
     def __init__(self, size: int = 16, num_images: int = 8, scale: float = 0.5,
                  photos: list[str] | tuple[str, ...] = HELDOUT_PHOTOS, seed: int = 0):
+        check_number("dataset.num_images", num_images, minimum=1, integer=True)
+        check_number("dataset.size", size, minimum=1, integer=True)
         self.name = f"photos{size}"
         self.size, self.scale = int(size), float(scale)
         generator = torch.Generator().manual_seed(seed)
@@ -31,16 +37,32 @@ class PhotoCrops:
         counts = [num_images // len(photos) + (1 if i < num_images % len(photos) else 0) for i in range(len(photos))]
         for name, count in zip(photos, counts):
             image = photo_tensor(name, self.scale)
-            for r, c in crop_positions(image.shape[1], image.shape[2], self.size, count, generator):
-                self.items.append((name, r, c))
+            height, width = image.shape[1], image.shape[2]
+            available = (height - self.size + 1) * (width - self.size + 1)
+            if count > available:
+                raise ConfigError(f"dataset photos: {name} at scale {self.scale} holds {available} distinct "
+                                  f"{self.size}x{self.size} crops, {count} asked for; lower dataset.num_images "
+                                  f"or raise dataset.scale.")
+            positions = crop_positions(height, width, self.size, count, generator)
+            seen = set(positions)
+            while len(seen) < len(positions):  # a repeated position: draw again until all are distinct
+                unique = list(dict.fromkeys(positions))
+                extra = crop_positions(height, width, self.size, len(positions) - len(unique), generator)
+                positions = list(dict.fromkeys(unique + extra))
+                seen = set(positions)
+            self.items.extend((name, r, c) for r, c in positions)
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def image_id(self, index: int) -> str:
+        name, r, c = self.items[index]
+        return f"{name}_r{r:04d}_c{c:04d}"
+
     def __getitem__(self, index: int) -> tuple[str, Tensor]:
         name, r, c = self.items[index]
         image = photo_tensor(name, self.scale)
-        return f"{name}_r{r:04d}_c{c:04d}", image[:, r : r + self.size, c : c + self.size].clone()
+        return self.image_id(index), image[:, r : r + self.size, c : c + self.size].clone()
 
 
 def load_image(path: Path, size: int) -> Tensor:
@@ -65,6 +87,8 @@ class ImageFolder:
 
     def __init__(self, root: str, size: int = 256, num_images: int | None = None, name: str = "image_folder",
                  file_list: str | None = None, skip_unreadable: bool = False, labels: str | None = None):
+        if num_images is not None:
+            check_number("dataset.num_images", num_images, minimum=1, integer=True)
         self.name = name
         self.root = Path(root).expanduser()
         self.size = int(size)

@@ -6,6 +6,7 @@ from torch import Tensor
 
 from ..diffusion import make_generator
 from ..priors.gmm import grid_gmm_prior
+from ..validate import check_number
 
 
 class GMMProblems:
@@ -13,6 +14,8 @@ class GMMProblems:
     each drawn from its own generator (problem id ``d{dim}_p{k}``)."""
 
     def __init__(self, dim: int = 8, num_problems: int = 20, random_weights: bool = False, seed: int = 0):
+        check_number("dataset.num_problems", num_problems, minimum=1, integer=True)
+        check_number("dataset.dim", dim, minimum=1, integer=True)
         self.dim, self.seed = int(dim), seed
         self.name = f"gmm_problems{dim}"
         self.mixture = grid_gmm_prior(dim, random_weights=random_weights, seed=seed).reference[0]
@@ -20,6 +23,9 @@ class GMMProblems:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def image_id(self, index: int) -> str:
+        return self.ids[index]
 
     def __getitem__(self, index: int) -> tuple[str, Tensor]:
         problem = self.ids[index]

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from ..diffusion import randn_per_sample
+from ..validate import check_number
 from ..operators import Operator
 from ..priors import DiffusionPrior
 from .base import Callback, SolverResult
@@ -15,6 +16,8 @@ from .sampling import abar, ddim_step, timestep_pairs
 
 class DDIM:
     def __init__(self, steps: int = 100, eta: float = 0.0):
+        check_number("solver.steps", steps, minimum=1, integer=True)
+        check_number("solver.eta", eta, minimum=0, maximum=1)
         self.steps, self.eta = int(steps), float(eta)
 
     def solve(self, prior: DiffusionPrior, operator: Operator, y: Tensor, *, sigma_y: float,

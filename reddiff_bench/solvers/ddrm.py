@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from ..diffusion import randn_per_sample
+from ..validate import check_number
 from ..operators import Operator, SVDOperator
 from ..priors import DiffusionPrior
 from .base import Callback, SolverResult
@@ -41,6 +42,9 @@ class DDRM:
     def __init__(self, steps: int = 20, eta: float = 0.85, eta_b: float = 1.0, last_step_measured: str = "y"):
         if last_step_measured not in self.LAST_STEP_MEASURED:
             raise ValueError(f"unknown last_step_measured {last_step_measured!r}; choose one of {self.LAST_STEP_MEASURED}")
+        check_number("solver.steps", steps, minimum=1, integer=True)
+        check_number("solver.eta", eta, minimum=0, maximum=1)
+        check_number("solver.eta_b", eta_b, minimum=0, maximum=1)
         self.steps, self.eta, self.eta_b = int(steps), float(eta), float(eta_b)
         self.last_step_measured = last_step_measured
 

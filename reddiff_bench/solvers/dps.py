@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from ..diffusion import VPSchedule, randn_per_sample
+from ..validate import check_number
 from ..operators import Operator
 from ..priors import DiffusionPrior
 from .base import Callback, SolverResult
@@ -49,6 +50,8 @@ class DPS:
     def __init__(self, steps: int = 1000, zeta: float = 1.0, clip_x0: bool = True, spacing: str = "respaced"):
         if spacing not in VPSchedule.SPACINGS:
             raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {VPSchedule.SPACINGS}")
+        check_number("solver.steps", steps, minimum=1, integer=True)
+        check_number("solver.zeta", zeta, minimum=0)
         self.steps, self.zeta, self.clip_x0, self.spacing = int(steps), float(zeta), bool(clip_x0), spacing
 
     def solve(self, prior: DiffusionPrior, operator: Operator, y: Tensor, *, sigma_y: float,

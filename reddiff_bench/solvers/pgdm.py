@@ -54,6 +54,7 @@ import torch
 from torch import Tensor
 
 from ..diffusion import randn_per_sample
+from ..validate import check_number
 from ..operators import MaskOperator, Operator, SVDOperator
 from ..priors import DiffusionPrior
 from .base import Callback, SolverResult
@@ -70,6 +71,11 @@ class PiGDM:
         if paste_measured and weighting != "reference":
             raise ValueError("paste_measured is part of the reference code's form of PiGDM: set weighting=reference "
                              "with it (the paper form guides through x0_y, which pasting would bypass)")
+        check_number("solver.steps", steps, minimum=1, integer=True)
+        check_number("solver.eta", eta, minimum=0, maximum=1)
+        check_number("solver.scale", scale, minimum=0)
+        if start_t is not None:
+            check_number("solver.start_t", start_t, minimum=0, integer=True)
         self.steps, self.eta, self.scale = int(steps), float(eta), float(scale)
         self.start_t = None if start_t is None else int(start_t)
         self.weighting, self.paste_measured = weighting, bool(paste_measured)

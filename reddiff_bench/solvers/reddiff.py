@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from ..diffusion import randn_per_sample
+from ..validate import check_number
 from ..operators import Operator
 from ..priors import DiffusionPrior
 from ..weighting import SigmaOverAlpha, Weighting
@@ -64,16 +65,29 @@ class REDDiff:
                                      ("obs_mean", obs_mean, self.OBS_MEANS), ("output", output, self.OUTPUTS)):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {allowed}")
+        check_number("solver.steps", steps, minimum=1, integer=True)
+        check_number("solver.lam", lam, minimum=0)
+        check_number("solver.obs_weight", obs_weight, minimum=0)
         self.steps = int(steps)
         self.lam = float(lam)
         self.obs_weight = float(obs_weight)
         self.weighting = weighting if weighting is not None else SigmaOverAlpha()
         self.optimizer = optimizer if optimizer is not None else functools.partial(
             torch.optim.Adam, lr=0.1, betas=(0.9, 0.99))
+        self._check_optimizer()
         self.order = order
         self.init = init
         self.obs_mean = obs_mean
         self.output = output
+
+    def _check_optimizer(self) -> None:
+        """Build the optimizer once over a dummy parameter: a bad learning rate is refused here,
+        before any work, not after the prior has loaded."""
+        try:
+            probe = self.optimizer([torch.zeros(1, requires_grad=True)])
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"the optimizer (optimizer.*) cannot be built: {err}") from err
+        check_number("optimizer.lr", probe.param_groups[0]["lr"], above=0)
 
     def _timesteps(self, prior: DiffusionPrior, generators: list[torch.Generator], device) -> Tensor:
         """(steps, B) integer timesteps."""
