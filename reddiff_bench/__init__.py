@@ -13,6 +13,6 @@ Conventions used everywhere in the package:
 
 __version__ = "0.1.0"
 
-from .published import register as _register_resolvers  # noqa: E402
+from .resolvers import register as _register_resolvers  # noqa: E402
 
-_register_resolvers()  # ${published:...} in conf/solver/*.yaml
+_register_resolvers()  # ${published:...}, ${launch_slots:...}, ${dirname:...} in conf/

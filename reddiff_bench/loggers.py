@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 class NullLogger:
     """Logs nothing (``logger=none``)."""
 
-    def start(self, run_dir: Path, config: dict[str, Any], name: str) -> None: ...
+    def start(self, run_dir: Path, config: dict[str, Any], name: str, run_id: str | None = None) -> None: ...
 
     def log_step(self, step: int, values: dict[str, float]) -> None: ...
 
@@ -41,11 +41,19 @@ class WandbLogger(NullLogger):
         self.tags = list(tags or [])
         self.run = None
 
-    def start(self, run_dir: Path, config: dict[str, Any], name: str) -> None:
+    def start(self, run_dir: Path, config: dict[str, Any], name: str, run_id: str | None = None) -> None:
+        """``run_id``: the same id for every resumption of a run directory, so that a resumed run
+        continues its W&B run instead of starting a second one."""
+        import hashlib
+
         import wandb
 
+        wandb_id = None
+        if run_id is not None:
+            wandb_id = hashlib.sha256(f"{Path(run_dir).resolve()}:{run_id}".encode()).hexdigest()[:16]
         self.run = wandb.init(project=self.project, entity=self.entity, group=self.group, tags=self.tags,
-                              mode=self.mode, dir=str(run_dir), config=config, name=name,
+                              mode=self.mode, dir=str(run_dir), config=config, name=name, id=wandb_id,
+                              resume="allow" if wandb_id else None,
                               settings=wandb.Settings(silent=True, console="off"))
         self.run.define_metric("solver_step")
         self.run.define_metric("solver/*", step_metric="solver_step")

@@ -25,8 +25,3 @@ def published(path: str, default: Any = None, *, _root_: Any) -> Any:
         if value is not _ABSENT:
             return value
     return default
-
-
-def register() -> None:
-    if not OmegaConf.has_resolver("published"):
-        OmegaConf.register_new_resolver("published", published)

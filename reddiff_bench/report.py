@@ -9,6 +9,7 @@ metric into a grid: one row per remaining group, one column per solver (the READ
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,43 @@ TABLE_COLUMNS = ["psnr", "ssim", "lpips", "top1_correct", "lpips_diversity", "ms
                  "mse_to_post_mean", "psnr_post_mean", "mse_post_mean", "data_consistency", "sample_std",
                  "nfe", "vjp", "seconds", "peak_mem_mb"]
 GROUP = ["task", "solver"]
+INCOMPLETE = ("running", "failed")  # states of runs that did not finish (a killed run stays "running")
 
 
 def collect(root: str | Path) -> pd.DataFrame:
+    """Every row below ``root``, each (config_hash, image_id) once (see ``collect_paths``)."""
     paths = sorted(Path(root).rglob("metrics.csv"))
     if not paths:
         raise FileNotFoundError(f"no metrics.csv below {root}")
-    return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    return collect_paths(paths)
+
+
+def collect_paths(paths: list[Path]) -> pd.DataFrame:
+    """The rows of ``paths`` (metrics.csv files), with ``run_dir`` and ``run_state`` (the state of
+    the run that wrote them: complete, running, failed). An image solved by several runs of the
+    same configuration (a killed run and its re-run in another directory) counts once: the row
+    of a complete run is kept, else the newest."""
+    frames = []
+    for path in paths:
+        frame = pd.read_csv(path)
+        frame["run_dir"] = str(path.parent)
+        frame["run_state"] = _run_state(path.parent)
+        frame["_mtime"] = path.stat().st_mtime
+        frames.append(frame)
+    rows = pd.concat(frames, ignore_index=True)
+    if {"config_hash", "image_id"} <= set(rows.columns):
+        rows["_complete"] = rows["run_state"] == "complete"
+        rows = rows.sort_values(["_complete", "_mtime"], kind="stable")
+        rows = rows.drop_duplicates(["config_hash", "image_id"], keep="last").sort_index()
+        rows = rows.drop(columns="_complete")
+    return rows.drop(columns="_mtime").reset_index(drop=True)
+
+
+def _run_state(run_dir: Path) -> str:
+    try:
+        return str(json.loads((run_dir / "state.json").read_text()).get("state", "unknown"))
+    except (OSError, ValueError):
+        return "unknown"
 
 
 def summary_table(frame: pd.DataFrame, group: list[str] | None = None, ci: bool = False,
@@ -48,6 +79,10 @@ def summary_table(frame: pd.DataFrame, group: list[str] | None = None, ci: bool 
     failed = frame[frame["status"] != "ok"].groupby(group).size()
     if len(failed):
         table["failed"] = failed.reindex(table.index).fillna(0).astype(int)
+    if "run_state" in frame.columns:  # rows of runs that were killed or failed: say so
+        incomplete = ok[ok["run_state"].isin(INCOMPLETE)].groupby(group).size()
+        if len(incomplete):
+            table["from_incomplete_runs"] = incomplete.reindex(table.index).fillna(0).astype(int)
     return table.reset_index()
 
 
@@ -76,32 +111,44 @@ def format_table(table: pd.DataFrame, fmt: str = "markdown") -> str:
 
 
 class SweepReport(Callback):
-    """Hydra callback: print the table of a whole sweep when it ends, list the jobs that were
-    refused (their ``error.txt``), and exit with status 2 when every job was refused (a preset
-    without its data or checkpoint must not look like a success)."""
+    """Hydra callback: print the table of a whole sweep when it ends (its own jobs only: a sweep
+    directory can hold the jobs of earlier sweeps), list the jobs that were refused or failed
+    (their ``error.txt``), and set the exit status: 2 when every job was refused (a preset
+    without its data or checkpoint must not look like a success), 1 when a job failed."""
+
+    def __init__(self) -> None:
+        self.job_dirs: list[Path] = []
+
+    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
+        self.job_dirs.append(Path(config.hydra.runtime.output_dir))
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        errors = sorted(sweep_dir.rglob("error.txt"))
-        try:
-            frame = collect(sweep_dir)
-        except FileNotFoundError:
-            frame = None
-        if frame is not None:
+        job_dirs = self.job_dirs or [p.parent for p in sweep_dir.glob("*/config.yaml")]
+        errors = [d / "error.txt" for d in job_dirs if (d / "error.txt").is_file()]
+        paths = [d / "metrics.csv" for d in job_dirs if (d / "metrics.csv").is_file()]
+        if paths:
+            frame = collect_paths(paths)
             report = config.get("report", {}) or {}
             text = format_table(summary_table(frame, list(report.get("group") or GROUP),
                                               bool(report.get("ci", False)), report.get("columns")))
             (sweep_dir / "table.md").write_text(text + "\n")
             print(f"\nSweep {sweep_dir}:\n{text}")
+        failed = False
         if errors:
             by_message: dict[str, list[str]] = {}
             for path in errors:
-                by_message.setdefault(path.read_text().strip(), []).append(path.parent.name)
-            print(f"\n{len(errors)} job(s) of the sweep were refused:", file=sys.stderr)
+                message = path.read_text().strip()
+                failed |= message.startswith("failed:")
+                by_message.setdefault(message.splitlines()[-1] if message.startswith("failed:") else message,
+                                      []).append(path.parent.name)
+            print(f"\n{len(errors)} job(s) of the sweep were refused or failed (error.txt in each):", file=sys.stderr)
             for message, jobs in by_message.items():
                 print(f"  {', '.join(jobs)}: {message}", file=sys.stderr)
-        if frame is None and errors:
+        if not paths and errors:
             raise SystemExit(2)
+        if failed:
+            raise SystemExit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(format_table(table, args.format))
+    incomplete = sorted(set(frame.loc[frame["run_state"].isin(INCOMPLETE), "run_dir"])) if "run_state" in frame else []
+    if incomplete:
+        print(f"\nnote: {len(incomplete)} run(s) below {args.root} are not complete (killed, failed or running); their "
+              f"rows are counted in from_incomplete_runs: " + ", ".join(incomplete), file=sys.stderr)
     return 0
 
 

@@ -2,7 +2,13 @@
 
 For each image, in the dataset's order: seeded measurement artifacts, then ``y``, then the
 solver, then metrics and cost, then one row in ``metrics.csv`` (written atomically after each
-batch). At the end: ``summary.json``, an image grid, the W&B summary, and a printed table.
+batch) and the estimate under ``outputs/``. At the end: ``summary.json`` (FID/KID from the saved
+estimates), an image grid, the W&B summary, and a printed table.
+
+The runner composes; each concern lives in its own module: the run directory's ownership, config
+check, state and rows (``store``, which makes re-running a command resume it), the per-image
+files (``outputs``), the processes of one run (``distributed``: torchrun shards the images), the
+GPU slot of a sweep job (``launch``), the checks of settings (``validate``).
 
 Randomness: three generators per image, seeded from (run seed, stream, task, image id):
 ``artifacts`` (mask, kernel), ``noise`` (measurement noise), ``solver``. The first two do not
@@ -23,21 +29,24 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from hydra.core.hydra_config import HydraConfig
+
+from . import distributed
 from .diffusion import SampleStream, make_generator
 from .errors import ConfigError
+from .loggers import NullLogger
 from .metrics import data_consistency, psnr, ssim
 from .metrics.cost import CostMeter
 from .metrics.distribution import sliced_distances
 from .metrics.suite import MetricSuite
 from .operators import Operator, operator_matrix, support_values
-from .results import ResultsStore, config_hash
+from .outputs import has_output, load_estimate, load_measurements, save_measurement, save_output, task_signature
+from .store import RunOwnership, RunStore, result_relevant
 from .tasks import Task, tensor_hash
+from .validate import check_run_settings
 from .visualize import save_grid
 
 log = logging.getLogger(__name__)
-
-RESULT_RELEVANT = ("model", "task", "dataset", "solver", "seed")
-
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -123,83 +132,226 @@ def reference_metrics(prior, task: Task, operator: Operator, y: Tensor, samples:
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run (or resume) the configuration ``cfg`` into ``run_dir``; returns the summary (rank 0; the
+    other ranks of a distributed run return an empty dict)."""
     run_dir = Path(run_dir)
-    device = resolve_device(cfg.device)
     torch.manual_seed(0)  # nothing should use the global generator; make any slip reproducible
+    check_run_settings(cfg)
+    device = resolve_device(cfg.device)
+    slot = None
+    choices = _hydra_choices()
+    if choices.get("hydra/launcher") == "gpus":
+        from .launch import job_device
 
+        device, slot = job_device(Path(HydraConfig.get().sweep.dir) / ".gpu_slots", cfg.launch.get("devices"), device)
+    context = distributed.from_environment(device)
+    device = context.device(device)
+    try:
+        return _run(cfg, run_dir, device, context, slot)
+    finally:
+        context.close()
+
+
+def _hydra_choices() -> dict[str, str]:
+    if not HydraConfig.initialized():
+        return {}
+    return dict(HydraConfig.get().runtime.choices)
+
+
+def _run(cfg: DictConfig, run_dir: Path, device: torch.device, context: distributed.Context,
+         slot: int | None) -> dict[str, Any]:
     dataset = _instantiate(cfg.dataset, "dataset")
     task: Task = _instantiate(cfg.task, "task")
     solver = _instantiate(cfg.solver, "solver")
-    prior = _instantiate(cfg.model, "model").to(device).eval()
-    logger = _instantiate(cfg.logger, "logger")
+    resolved = {key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+                for key, value in cfg.items() if key != "hydra"}
+    ids = _dataset_ids(dataset)
+    store = RunStore(run_dir, result_relevant(resolved), context.rank, context.world_size)
+    ownership = RunOwnership(run_dir)
+    refusal = None
+    if context.is_main:  # rank 0 owns the directory; the other ranks learn its verdict
+        try:
+            ownership.acquire()
+            store.check_config()
+        except ConfigError as err:
+            refusal = str(err)
+    refusal = context.broadcast(refusal)
+    if refusal is not None:
+        raise ConfigError(refusal)
+    try:
+        if context.is_main:
+            from .cache import atomic_write_text
 
-    first_id, first_x = dataset[0]
-    if tuple(first_x.shape) != tuple(prior.image_shape):
+            atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+            store.set_state("running", images_total=len(ids), error=None)
+        summary = _solve_and_report(cfg, resolved, run_dir, dataset, ids, task, solver, store, device, context, slot)
+        if context.is_main:
+            store.set_state("complete", images_done=summary.get("num_images"))
+        return summary
+    except BaseException as err:
+        if context.is_main:
+            store.set_state("failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        ownership.release()
+
+
+def _dataset_ids(dataset) -> list[str]:
+    ids = [dataset.image_id(i) for i in range(len(dataset))]
+    if len(set(ids)) != len(ids):
+        repeated = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise ConfigError(f"dataset {dataset.name!r} yields repeated image ids ({', '.join(repeated)}): ids key the "
+                          f"rows and the seeds, so each image must appear once. Remove the duplicates.")
+    return ids
+
+
+def _solve_and_report(cfg, resolved, run_dir: Path, dataset, ids: list[str], task: Task, solver, store: RunStore,
+                      device: torch.device, context: distributed.Context, slot: int | None) -> dict[str, Any]:
+    order = {image_id: index for index, image_id in enumerate(ids)}
+    store.load()
+    todo = [i for i in context.shard(range(len(ids))) if ids[i] not in store.done]
+    if store.done and context.is_main:
+        log.info("resuming %s: %d of %d images already have rows", run_dir, len(store.done & set(ids)), len(ids))
+    solver_name = cfg.solver_name
+    run_ids = dict(run=f"{run_dir.parent.name}/{run_dir.name}", solver=solver_name, task=task.name,
+                   dataset=dataset.name, sigma_y=task.sigma_y, seed=int(cfg.seed))
+    logger = _instantiate(cfg.logger, "logger") if context.is_main else NullLogger()
+    logger.start(run_dir, resolved, name=f"{solver_name}-{task.name}-{dataset.name}", run_id=store.chash)
+    model_name = None
+    if todo:
+        prior = _instantiate(cfg.model, "model").to(device).eval()
+        model_name = prior.name
+        _preflight(cfg, dataset, todo, task, solver, prior)
+        suite = _metric_suite(cfg, resolved, dataset, device)
+        for folder in ("measurements", "outputs"):
+            (run_dir / folder).mkdir(exist_ok=True)
+        provenance = dict(rank=context.rank, world_size=context.world_size,
+                          **({"gpu_slot": slot} if slot is not None else {}))
+        batch_size = int(cfg.batch_size)
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"{solver_name} on {task.name}", unit="img",
+                   disable=not cfg.progress or not context.is_main, dynamic_ncols=True)
+        try:
+            for batch_index, start in enumerate(range(0, len(todo), batch_size)):
+                rows = _run_batch(cfg, dataset, todo[start : start + batch_size], task, solver, prior, device, logger,
+                                  batch_index, {**run_ids, "model": prior.name}, store.chash, run_dir, suite,
+                                  task_signature(resolved["task"]), provenance)
+                store.append(rows, order)
+                bar.update(len(rows))
+                key = "psnr" if "psnr" in rows[-1] else "mse"
+                done = [r[key] for r in store.new_rows if r["status"] == "ok" and key in r]
+                if done:
+                    bar.set_postfix({key: f"{sum(done) / len(done):.4g}"})
+        finally:
+            bar.close()
+    context.barrier()
+    if not context.is_main:
+        return {}
+    if context.distributed:
+        store.merge(order)
+    else:
+        store.write(order)
+    return _report(cfg, resolved, run_dir, dataset, ids, order, store, logger, device,
+                   {**run_ids, "model": model_name or _recorded_model(store)})
+
+
+def _recorded_model(store: RunStore) -> str | None:
+    frame = store.frame()
+    return None if frame.empty or "model" not in frame else str(frame["model"].iloc[0])
+
+
+def _preflight(cfg, dataset, todo: list[int], task: Task, solver, prior) -> None:
+    """Before any image is solved: the images fit the model, the solver can do the task, its step
+    count fits the model's schedule."""
+    steps, T = getattr(solver, "steps", None), prior.schedule.num_steps
+    if steps is not None and steps > T:
+        raise ConfigError(f"solver.steps must be an integer in 1..{T} for model {prior.name!r} (its schedule has "
+                          f"{T} steps), got {steps}")
+    start_t = getattr(solver, "start_t", None)
+    if start_t is not None and start_t >= T:
+        raise ConfigError(f"solver.start_t must be in 0..{T - 1} for model {prior.name!r}, got {start_t}")
+    skip = bool(getattr(dataset, "skip_unreadable", False))
+    for index in todo:  # the first readable image of this run's share
+        image_id, x, status = _load(dataset, index, skip)
+        if x is not None:
+            break
+    else:
+        return  # every image is unreadable (and skipped): rows say so
+    if tuple(x.shape) != tuple(prior.image_shape):
         raise ConfigError(
-            f"dataset {dataset.name!r} yields images of shape {tuple(first_x.shape)}, but model {prior.name!r} "
+            f"dataset {dataset.name!r} yields images of shape {tuple(x.shape)}, but model {prior.name!r} "
             f"takes {tuple(prior.image_shape)}. Set dataset.size={prior.image_shape[-1]} (or choose a model for "
             f"that image size).")
-
     check = getattr(solver, "check", None)
     if check is not None:  # refuse an unsupported task before any work
-        shape = tuple(first_x.shape)
+        shape = tuple(x.shape)
         probe = task.operator([task.sample_artifacts(shape, make_generator(int(cfg.seed), "artifacts", task.name,
-                                                                           first_id))], shape)
+                                                                           image_id))], shape)
         try:
             check(probe)
         except ValueError as err:
             raise ConfigError(f"solver {cfg.solver_name!r} cannot solve task {task.name!r}: {err}") from err
 
-    resolved = {key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-                for key, value in cfg.items() if key != "hydra"}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
-    chash = config_hash({k: resolved.get(k) for k in RESULT_RELEVANT})
-    solver_name = cfg.solver_name
-    ids = dict(run=f"{run_dir.parent.name}/{run_dir.name}", solver=solver_name, task=task.name, dataset=dataset.name,
-               model=prior.name, sigma_y=task.sigma_y, seed=int(cfg.seed))
-    suite = MetricSuite(**OmegaConf.to_container(cfg.metrics, resolve=True), device=device,
-                        cache_dir=cfg.paths.cache_dir, labels=getattr(dataset, "labels", None),
-                        dataset_key=json.dumps(resolved.get("dataset"), sort_keys=True, default=str))
-    store = ResultsStore(run_dir)
-    measurements_dir = run_dir / "measurements"
-    measurements_dir.mkdir(exist_ok=True)
-    logger.start(run_dir, resolved, name=f"{solver_name}-{task.name}-{dataset.name}")
 
-    grid: list[tuple[Tensor, Tensor, Tensor]] = []
-    n = len(dataset)
-    batch_size = int(cfg.batch_size)
-    from tqdm import tqdm
+def _metric_suite(cfg, resolved, dataset, device) -> MetricSuite:
+    return MetricSuite(**OmegaConf.to_container(cfg.metrics, resolve=True), device=device,
+                       cache_dir=cfg.paths.cache_dir, labels=getattr(dataset, "labels", None),
+                       dataset_key=json.dumps(resolved.get("dataset"), sort_keys=True, default=str))
 
-    bar = tqdm(total=n, desc=f"{solver_name} on {task.name}", unit="img", disable=not cfg.progress, dynamic_ncols=True)
-    try:
-        for batch_index, start in enumerate(range(0, n, batch_size)):
-            rows = _run_batch(cfg, dataset, range(start, min(start + batch_size, n)), task, solver, prior, device,
-                              logger, batch_index, ids, chash, measurements_dir, grid, suite)
-            store.append(rows)
-            bar.update(len(rows))
-            key = "psnr" if "psnr" in rows[-1] else "mse"
-            done = [r[key] for r in store.rows if r["status"] == "ok" and key in r]
-            if done:
-                bar.set_postfix({key: f"{sum(done) / len(done):.4g}"})
-    finally:
-        bar.close()
 
-    if grid:
-        save_grid(run_dir / "grid.png", grid)
-        logger.log_image("grid", run_dir / "grid.png")
-    run_metrics = suite.finalize()
-    summary = store.write_summary({**ids, "config_hash": chash, "device": str(device), **run_metrics})
+def _report(cfg, resolved, run_dir: Path, dataset, ids: list[str], order: dict[str, int], store: RunStore, logger,
+            device, run_ids: dict[str, Any]) -> dict[str, Any]:
+    """Rank 0, after every image has its row: grid, run-level metrics, summary, W&B, table. All of
+    it from what is on disk, so a resumed run reports what an uninterrupted one would."""
+    frame = store.frame(order)
+    current = set(ids)
+    ok_ids = [str(i) for i in frame[(frame["status"] == "ok") & frame["image_id"].astype(str).isin(current)]["image_id"]]
+    outputs = run_dir / "outputs"
+    saved = [i for i in ok_ids if has_output(outputs, i)]
+    _write_grid(cfg, run_dir, dataset, order, saved, logger)
+    suite = _metric_suite(cfg, resolved, dataset, device)
+
+    def clean(image_id: str):
+        return lambda: dataset[order[image_id]][1][None]
+
+    if saved:  # the per-image metrics once more on one image: their notes (e.g. LPIPS unavailable) for the summary
+        suite.image_metrics(saved[0], load_estimate(outputs, saved[0]), clean(saved[0])())
+    run_metrics = suite.finalize([(i, (lambda i=i: load_estimate(outputs, i)), clean(i)) for i in saved])
+    if suite.want_fid and len(saved) < len(ok_ids):
+        run_metrics.setdefault("notes", {})["fid"] = (
+            f"FID/KID are computed from the saved estimates (outputs/); {len(ok_ids) - len(saved)} of {len(ok_ids)} "
+            f"images have none (save_outputs=false?)")
+    summary = store.write_summary({**run_ids, "config_hash": store.chash, "device": str(device), **run_metrics},
+                                  current)
     for name, reason in run_metrics.get("notes", {}).items():
         print(f"note: {name}: {reason}")
-    logger.log_rows(store.frame())
+    logger.log_rows(frame)
     logger.log_summary(summary)
     logger.finish()
     from .report import format_table, summary_table
 
-    print(format_table(summary_table(store.frame(), list(cfg.report.group), bool(cfg.report.ci),
-                                     cfg.report.get("columns"))))
+    print(format_table(summary_table(frame[frame["image_id"].astype(str).isin(current)], list(cfg.report.group),
+                                     bool(cfg.report.ci), cfg.report.get("columns"))))
     return summary
+
+
+def _write_grid(cfg, run_dir: Path, dataset, order: dict[str, int], saved: list[str], logger) -> None:
+    """grid.png: ground truth | measurement | estimate for the first ``grid_images`` images."""
+    shown = saved[: int(cfg.grid_images)]
+    if not shown:
+        return
+    triples = []
+    for image_id in shown:
+        x = dataset[order[image_id]][1]
+        if x.ndim != 3:
+            return  # vectors: no picture
+        measurement = run_dir / "measurements" / f"{image_id}.pt"
+        y = torch.load(measurement, map_location="cpu", weights_only=True)["y"][None] if measurement.is_file() else None
+        shown_y = _measurement_image(y, tuple(x.shape))[0] if y is not None else torch.zeros_like(x)
+        triples.append((x, shown_y, load_estimate(run_dir / "outputs", image_id)[0]))
+    save_grid(run_dir / "grid.png", triples)
+    logger.log_image("grid", run_dir / "grid.png")
 
 
 def _load(dataset, index: int, skip_unreadable: bool) -> tuple[str, Tensor | None, str]:
@@ -209,25 +361,11 @@ def _load(dataset, index: int, skip_unreadable: bool) -> tuple[str, Tensor | Non
         if not skip_unreadable:
             raise
         log.warning("%s", err)
-        return f"index{index}", None, "unreadable"
+        return dataset.image_id(index), None, "unreadable"
     if not bool(torch.isfinite(x).all()):
         raise ConfigError(f"image {image_id!r} of dataset {dataset.name!r} contains NaN or infinite values; "
                           f"fix or remove the file.")
     return image_id, x, "ok"
-
-
-def _saved_measurements(directory: Path, image_ids: list[str]) -> tuple[list[dict[str, Tensor]], Tensor]:
-    """Artifacts and y of earlier runs (``<directory>/<image_id>.pt``, as runs save them)."""
-    artifacts, ys = [], []
-    for image_id in image_ids:
-        path = directory / f"{image_id}.pt"
-        if not path.is_file():
-            raise ConfigError(f"no saved measurement {path} for image {image_id!r} (measurements_from={directory}); "
-                              f"point measurements_from at the measurements/ folder of a run on the same data.")
-        record = torch.load(path, map_location="cpu", weights_only=True)
-        artifacts.append({k[len("artifact_"):]: v for k, v in record.items() if k.startswith("artifact_")})
-        ys.append(record["y"])
-    return artifacts, torch.stack(ys)
 
 
 def _solve(solver, prior, operator: Operator, y: Tensor, task: Task, generators, device, callback):
@@ -256,10 +394,11 @@ def _image_metrics(estimate: Tensor, x: Tensor) -> dict[str, Tensor]:
 
 
 def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger, batch_index, ids, chash,
-               measurements_dir: Path, grid, suite: MetricSuite) -> list[dict[str, Any]]:
+               run_dir: Path, suite: MetricSuite, signature: dict[str, Any],
+               provenance: dict[str, Any]) -> list[dict[str, Any]]:
     skip = bool(getattr(dataset, "skip_unreadable", False))
     loaded = [_load(dataset, i, skip) for i in indices]
-    rows = [{**ids, "image_id": image_id, "status": status, "config_hash": chash}
+    rows = [{**ids, "image_id": image_id, "status": status, "config_hash": chash, **provenance}
             for image_id, x, status in loaded if x is None]
     loaded = [(image_id, x) for image_id, x, status in loaded if x is not None]
     if not loaded:
@@ -269,7 +408,7 @@ def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger,
     shape = tuple(x.shape[1:])
     seed, n_samples = int(cfg.seed), int(cfg.n_samples)
     if cfg.get("measurements_from"):
-        artifacts, y = _saved_measurements(Path(cfg.measurements_from), image_ids)
+        artifacts, y = load_measurements(Path(cfg.measurements_from), image_ids, signature)
         operator: Operator = task.operator(artifacts, shape).to(device)
         y = y.to(device)
     else:
@@ -281,7 +420,7 @@ def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger,
         record = {**{f"artifact_{name}": t for name, t in artifacts[k].items()}, "y": y[k].cpu()}
         hashes.append(tensor_hash(record))
         if cfg.save_measurements:
-            torch.save(record, measurements_dir / f"{image_id}.pt")
+            save_measurement(run_dir / "measurements", image_id, record, signature)
 
     # each image's own operator (batch of one): solves with n_samples > 1, consistency, references
     singles = [task.operator([a], shape).to(device) for a in artifacts]
@@ -330,19 +469,18 @@ def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger,
                     row.update(suite.diversity(out))
             if cfg.reference_metrics:
                 row.update(reference_metrics(prior, task, singles[k], y[k], out, x[k], cfg, image_id))
+            if cfg.save_outputs:
+                save_output(run_dir / "outputs", image_id, estimate[0], out if n_samples > 1 else None)
         row.update(diagnostics[k])
         seconds, peak, kind, nfe, vjp = costs[k]
         row.update(n_samples=n_samples, measurement_hash=hashes[k], config_hash=chash,
-                   batch_size=len(image_ids) if n_samples == 1 else n_samples,
+                   batch_size=len(image_ids) if n_samples == 1 else n_samples, **provenance,
                    nfe=nfe, vjp=vjp, seconds=seconds, peak_mem_mb=peak, peak_mem_kind=kind)
         rows.append(row)
-        if len(grid) < int(cfg.grid_images) and x.ndim == 4:
-            shown = out[0] if finite else torch.zeros_like(x[k])
-            grid.append((x[k].cpu(), _measurement_image(operator, y[k : k + 1], shape)[0].cpu(), shown.cpu()))
     return rows
 
 
-def _measurement_image(operator: Operator, y: Tensor, shape: tuple[int, ...]) -> Tensor:
+def _measurement_image(y: Tensor, shape: tuple[int, ...]) -> Tensor:
     """A picture of the measurement for the grid: y itself when image-shaped, else upsampled."""
     if tuple(y.shape[1:]) == tuple(shape):
         return y

@@ -120,7 +120,7 @@ def test_missing_weights_give_nan_with_a_reason_naming_the_file(monkeypatch):
     for image_id in ("a", "b"):
         row = suite.image_metrics(image_id, x, x)
         assert math.isnan(row["lpips"])
-    summary = suite.finalize()
+    summary = suite.finalize([(i, lambda: x, lambda: x) for i in ("a", "b")])
     assert "alexnet-owt-7be5be79.pth" in summary["notes"]["lpips"] and "checkpoints" in summary["notes"]["lpips"]
     assert "pt_inception-2015-12-05" in summary["notes"]["fid"]
     assert "fid" not in summary  # no made-up number
@@ -141,12 +141,14 @@ def test_suite_fid_and_top1_with_random_networks(monkeypatch):
     suite = MetricSuite(lpips="alex", fid=True, top1=True, labels={"i0": 3, "i1": 5}, random_backbones=True,
                         kid_subsets=5, kid_subset_size=4)
     g = torch.Generator().manual_seed(1)
+    images = []
     for k in range(6):
         x = torch.rand(1, 3, 32, 32, generator=g) * 2 - 1
         row = suite.image_metrics(f"i{k}", x, x)
         assert row["lpips"] == pytest.approx(0.0, abs=1e-6)
         assert ("top1_correct" in row) == (k < 2)
-    summary = suite.finalize()
+        images.append((f"i{k}", lambda x=x: x, lambda x=x: x))
+    summary = suite.finalize(images)
     assert summary["fid"] == pytest.approx(0.0, abs=1e-3) and summary["fid_num_images"] == 6  # rank-deficient sqrtm
     assert "fid_warning" in summary
     assert fid_module.FEATURE_EXTRACTOR == summary["fid_features"]

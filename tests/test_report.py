@@ -15,9 +15,9 @@ def write_runs(root):
         for task in ("t1", "t2"):
             for i in range(3):
                 rows.append(dict(run=f"{solver}", solver=solver, task=task, image_id=i, status="ok",
-                                 sw_to_posterior=offset + i + (task == "t2"), config_hash=f"h{solver}"))
+                                 sw_to_posterior=offset + i + (task == "t2"), config_hash=f"h{solver}{task}"))
         rows.append(dict(run=solver, solver=solver, task="t1", image_id=9, status="diverged",
-                         sw_to_posterior=float("nan"), config_hash=f"h{solver}"))
+                         sw_to_posterior=float("nan"), config_hash=f"h{solver}t1"))
         job = root / f"0_{solver}"
         job.mkdir(parents=True)
         pd.DataFrame(rows).to_csv(job / "metrics.csv", index=False)

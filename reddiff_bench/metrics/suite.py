@@ -2,9 +2,10 @@
 
 * per image: ``lpips`` (images of at least 32 x 32 pixels), ``top1_correct`` (where the dataset
   has labels); with several samples, ``lpips_diversity`` (mean pairwise LPIPS of the samples);
-* per run: ``fid``, ``kid``, ``kid_std`` over the run's estimates against the clean images (features
-  of the clean images cached per dataset and image list), with ``fid_num_images`` and
-  ``fid_features`` beside them.
+* per run: ``fid``, ``kid``, ``kid_std`` over the run's estimates against the clean images, with
+  ``fid_num_images`` and ``fid_features`` beside them. Computed at the end over every image of the
+  run from what is on disk (the saved estimates, the clean images' features cached per dataset),
+  so a resumed or sharded run reports what an uninterrupted one does.
 
 A metric whose network weights are absent records NaN, and the reason lands in the run's
 summary (``notes``) and the log, once.
@@ -16,12 +17,13 @@ import hashlib
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..cache import lock, read_or_explain, temporary_sibling
 from .fid import FEATURE_EXTRACTOR, InceptionFeatures, frechet_distance, gaussian_stats, kernel_inception_distance
 from .weights import MetricUnavailable
 
@@ -43,7 +45,6 @@ class MetricSuite:
         self.random_backbones = random_backbones  # tests only: no pretrained weights
         self.notes: dict[str, str] = {}
         self._nets: dict[str, Any] = {}
-        self._fake: list[np.ndarray] = []
         self._real: list[np.ndarray] = []
         self._ids: list[str] = []
         self._real_cache = None
@@ -55,8 +56,7 @@ class MetricSuite:
     def _load_real(self) -> dict[str, np.ndarray] | None:
         if self._real_cache is None or not self._real_cache.is_file():
             return None
-        with np.load(self._real_cache) as data:
-            return {str(k): data[k] for k in data.files}
+        return read_or_explain(self._real_cache, _read_features, "FID reference features")
 
     def _net(self, name: str, build):
         if name in self.notes:
@@ -100,15 +100,6 @@ class MetricSuite:
             net = self._net("top1", lambda: ResNet50Top1(self.random_backbones))
             if net is not None:
                 out["top1_correct"] = float(int(net.predict(estimate.to(self.device))[0]) == self.labels[image_id])
-        if self.want_fid:
-            net = self._net("fid", InceptionFeatures)
-            if net is not None:
-                self._fake.append(net(estimate.to(self.device)).cpu().double().numpy())
-                if self._cached_real is not None and image_id in self._cached_real:
-                    self._real.append(self._cached_real[image_id][None])
-                else:
-                    self._real.append(net(x.to(self.device)).cpu().double().numpy())
-                self._ids.append(image_id)
         return out
 
     def diversity(self, samples: Tensor) -> dict[str, float]:
@@ -120,33 +111,66 @@ class MetricSuite:
         net = self._net("lpips", lambda: LPIPS(self.lpips_net, self.random_backbones))
         return {"lpips_diversity": net.pairwise_mean(samples.to(self.device)) if net is not None else math.nan}
 
-    def finalize(self) -> dict[str, Any]:
-        """Run-level metrics (FID, KID) and the notes on unavailable metrics."""
+    def finalize(self, images: Iterable[tuple[str, Callable[[], Tensor], Callable[[], Tensor]]] = ()) -> dict[str, Any]:
+        """Run-level metrics (FID, KID) over ``images``: ``(image_id, load_estimate, load_clean)``
+        with loaders of (1, C, H, W) tensors in [-1, 1] (the clean one is read only when its
+        features are not cached); and the notes on unavailable metrics."""
         out: dict[str, Any] = {}
-        if self.want_fid and self._fake:
-            fake, real = np.concatenate(self._fake), np.concatenate(self._real)
-            self._save_real()
-            n = len(fake)
-            out.update(fid_num_images=n, fid_features=FEATURE_EXTRACTOR)
-            if n < 2:
-                self._unavailable("fid", "FID/KID need at least 2 images")
-                out.update(fid=math.nan, kid=math.nan, kid_std=math.nan)
-            else:
-                out["fid"] = frechet_distance(*gaussian_stats(fake), *gaussian_stats(real))
-                out["kid"], out["kid_std"] = kernel_inception_distance(fake, real, self.kid_subsets, self.kid_subset_size)
-                if n < 2048:
-                    out["fid_warning"] = (f"FID over {n} images (< 2048 feature dimensions) is strongly biased upwards; "
-                                          f"compare it only between runs with the same images")
+        if self.want_fid:
+            fake, real, ids = [], [], []
+            for image_id, load_estimate, load_clean in images:
+                net = self._net("fid", InceptionFeatures)
+                if net is None:
+                    break
+                estimate = load_estimate()
+                if not self._is_rgb_image(estimate):
+                    break
+                fake.append(net(estimate.to(self.device)).cpu().double().numpy())
+                if self._cached_real is not None and image_id in self._cached_real:
+                    real.append(self._cached_real[image_id][None])
+                else:
+                    real.append(net(load_clean().to(self.device)).cpu().double().numpy())
+                ids.append(image_id)
+            if fake:
+                self._ids, self._real = ids, real
+                self._save_real()
+                fake_all, real_all = np.concatenate(fake), np.concatenate(real)
+                n = len(fake_all)
+                out.update(fid_num_images=n, fid_features=FEATURE_EXTRACTOR)
+                if n < 2:
+                    self._unavailable("fid", "FID/KID need at least 2 images")
+                    out.update(fid=math.nan, kid=math.nan, kid_std=math.nan)
+                else:
+                    out["fid"] = frechet_distance(*gaussian_stats(fake_all), *gaussian_stats(real_all))
+                    out["kid"], out["kid_std"] = kernel_inception_distance(fake_all, real_all, self.kid_subsets,
+                                                                           self.kid_subset_size)
+                    if n < 2048:
+                        out["fid_warning"] = (f"FID over {n} images (< 2048 feature dimensions) is strongly biased "
+                                              f"upwards; compare it only between runs with the same images")
         if self.notes:
             out["notes"] = dict(self.notes)
         return out
 
     def _save_real(self) -> None:
-        """Cache the clean images' features (per dataset config), shared by the runs of a sweep."""
+        """Cache the clean images' features (per dataset config), shared by the runs of a sweep:
+        merged under a lock with what other jobs saved meanwhile, replaced atomically."""
         if self._real_cache is None:
             return
-        features = {**(self._cached_real or {}), **{i: f[0] for i, f in zip(self._ids, self._real)}}
-        self._real_cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._real_cache.with_name(self._real_cache.stem + ".partial.npz")
-        np.savez(tmp, **features)
-        tmp.replace(self._real_cache)
+        mine = {i: f[0] for i, f in zip(self._ids, self._real)}
+        with lock(self._real_cache):
+            current = self._load_real() or {}
+            if set(mine) <= set(current):
+                return
+            tmp = temporary_sibling(self._real_cache)
+            try:
+                with open(tmp, "wb") as f:
+                    np.savez(f, **{**current, **mine})
+                tmp.replace(self._real_cache)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+
+
+def _read_features(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {str(k): data[k] for k in data.files}
