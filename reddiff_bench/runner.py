@@ -183,7 +183,7 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, context: distribu
             from .cache import atomic_write_text
 
             atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
-            store.set_state("running", images_total=len(ids), error=None)
+            store.set_state("running", images_total=len(ids))
         summary = _solve_and_report(cfg, resolved, run_dir, dataset, ids, task, solver, store, device, context, slot)
         if context.is_main:
             store.set_state("complete", images_done=summary.get("num_images"))

@@ -25,6 +25,7 @@ import math
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,10 @@ class RunStore:
                   "host": socket.gethostname(), "world_size": self.world_size, **info}
         if state == "running":
             record.pop("error", None)
+            record.pop("finished", None)
+            record["started"] = time.time()
+        else:
+            record["finished"] = time.time()
         atomic_write_text(self.state_path, json.dumps(record, indent=2, default=str) + "\n")
 
     # --- rows ------------------------------------------------------------------------------------
