@@ -406,3 +406,21 @@ def test_a_two_job_sweep_runs_through_submitits_local_executor(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     tables = (tmp_path / "default" / "multirun" / "table.md").read_text()
     assert "| ddim" in tables and "| reddiff" in tables
+
+
+def test_estimate_counts_each_solvers_calls_and_sums_the_hours(capsys):
+    from reddiff_bench.estimate import main
+
+    assert main(["+experiment=imagenet_inpaint", "--seconds-per-nfe", "0.01", "--seconds-per-vjp", "0.02"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in out.splitlines()
+             if line.startswith("| solver=")}
+    assert lines["solver=reddiff"][:3] == ["1000", "1000", "0"]       # images, NFE, VJP per image
+    assert lines["solver=dps"][:3] == ["1000", "1000", "1000"]
+    assert lines["solver=pgdm"][:3] == ["1000", "1000", "1000"]
+    assert lines["solver=ddrm"][:3] == ["1000", "20", "0"]
+    # (10 + 30 + 30 + 0.2) s per image x 1000 images
+    assert "total: 19.5 device-hours over 4 job(s)" in out
+    assert main(["+experiment=demo", "task=sr4", "solver=pgdm", "hydra.mode=RUN", "--seconds-per-nfe", "1",
+                 "--seconds-per-vjp", "1"]) == 0
+    assert "| 101 |" in capsys.readouterr().out.replace("   ", " ").replace("  ", " ")  # SR starts at t = 500

@@ -319,3 +319,29 @@ def adm_prior(checkpoint_name: str, checkpoint: str | None = None, checkpoint_di
     # converted once, under a lock, when many jobs start together; a half-written one never shows
     publish(out_dir, lambda tmp: _write_converted(path, entry.flags, tmp), directory=True)
     return diffusers_prior(str(out_dir), name=entry.name, autocast=autocast, local_files_only=True)
+
+
+def random_adm_prior(checkpoint_name: str = "adm_imagenet256_uncond", image_size: int | None = None,
+                     autocast: str = "none", seed: int = 0):
+    """The architecture of a known ADM checkpoint with random weights, built offline: its cost
+    (time, memory) is the real network's, its outputs are not. For timing, memory profiles and
+    GPU-hour estimates; ``image_size`` changes the input side (the same layers)."""
+    from diffusers import UNet2DModel
+
+    from .checkpoints import REGISTRY
+    from .diffusers_prior import DiffusersPrior
+
+    if checkpoint_name not in REGISTRY:
+        raise ConfigError(f"unknown ADM checkpoint {checkpoint_name!r}; known: {sorted(REGISTRY)}")
+    flags = dict(REGISTRY[checkpoint_name].flags)
+    config = unet_config(ADMFlags.from_dict(flags))
+    if image_size is not None:
+        config["sample_size"] = int(image_size)
+    torch.manual_seed(seed)
+    unet = UNet2DModel(**config)
+    schedule_config = scheduler_config(flags)
+    from .diffusers_prior import schedule_from_scheduler_config
+
+    name = f"{checkpoint_name}-random{'' if image_size is None else f'-{image_size}px'}"
+    return DiffusersPrior(unet, schedule_from_scheduler_config(schedule_config), name=name, autocast=autocast,
+                          prediction_type="epsilon")
