@@ -11,7 +11,10 @@ TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-all gmm-quick gmm train-prior clean-outputs
+.PHONY: install demo test test-all gmm-quick gmm train-prior paper tables bench clean-outputs
+
+# make paper [SCALE=offline|paper] [FULL=1] [LAUNCHER=gpus|slurm|...]
+SCALE ?= offline
 
 install: $(STAMP)
 
@@ -36,6 +39,18 @@ gmm: install
 ## Train the small offline prior (about 45 minutes on 2 CPU cores; conf/train.yaml).
 train-prior: install
 	$(PY) -m reddiff_bench.train
+
+## The paper's studies (experiments/): run or resume the sweeps, then build tables and figures.
+paper: install
+	$(PY) -m reddiff_bench.paper run --scale $(SCALE) $(if $(FULL),--full) $(if $(LAUNCHER),-- hydra/launcher=$(LAUNCHER))
+
+## Tables, figures and the studies' READMEs from the committed rows alone (seconds).
+tables: install
+	$(PY) -m reddiff_bench.paper tables
+
+## Each solver against the floor of its network calls, and cost against image side and batch.
+bench: install
+	$(PY) -m reddiff_bench.bench
 
 ## Fast suite (slow tests excluded).
 test: install

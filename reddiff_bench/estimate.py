@@ -15,10 +15,8 @@ architecture: the same cost). The estimate leaves out loading, metrics and per-j
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import time
-from typing import Any
 
 import torch
 

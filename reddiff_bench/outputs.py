@@ -62,7 +62,7 @@ def load_measurements(folder: Path, image_ids: list[str], signature: dict[str, A
         if differences:
             raise ConfigError(f"the saved measurement {path} was made by another task than this run's; its y would "
                               f"be relabelled. Differences: " + "; ".join(differences) + ". Run with the task "
-                              f"settings it was made with, or drop measurements_from.")
+                              "settings it was made with, or drop measurements_from.")
         artifacts.append({k[len("artifact_"):]: v for k, v in record.items() if k.startswith("artifact_")})
         ys.append(record["y"])
     return artifacts, torch.stack(ys)

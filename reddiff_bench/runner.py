@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
-
-from hydra.core.hydra_config import HydraConfig
 
 from . import distributed
 from .diffusion import SampleStream, make_generator
@@ -41,6 +40,7 @@ from .metrics.distribution import sliced_distances
 from .metrics.suite import MetricSuite
 from .operators import Operator, operator_matrix, support_values
 from .outputs import has_output, load_estimate, load_measurements, save_measurement, save_output, task_signature
+from .profile import MemoryProfile
 from .store import RunOwnership, RunStore, result_relevant
 from .tasks import Task, tensor_hash
 from .validate import check_run_settings
@@ -227,6 +227,10 @@ def _solve_and_report(cfg, resolved, run_dir: Path, dataset, ids: list[str], tas
             (run_dir / folder).mkdir(exist_ok=True)
         provenance = dict(rank=context.rank, world_size=context.world_size,
                           **({"gpu_slot": slot} if slot is not None else {}))
+        profile = None
+        if cfg.profile.memory:
+            name = "memory.csv" if context.world_size == 1 else f"memory.rank{context.rank}.csv"
+            profile = MemoryProfile(run_dir, device, logger, bool(cfg.profile.memory_snapshot), name)
         batch_size = int(cfg.batch_size)
         from tqdm import tqdm
 
@@ -236,7 +240,7 @@ def _solve_and_report(cfg, resolved, run_dir: Path, dataset, ids: list[str], tas
             for batch_index, start in enumerate(range(0, len(todo), batch_size)):
                 rows = _run_batch(cfg, dataset, todo[start : start + batch_size], task, solver, prior, device, logger,
                                   batch_index, {**run_ids, "model": prior.name}, store.chash, run_dir, suite,
-                                  task_signature(resolved["task"]), provenance)
+                                  task_signature(resolved["task"]), provenance, profile)
                 store.append(rows, order)
                 bar.update(len(rows))
                 key = "psnr" if "psnr" in rows[-1] else "mse"
@@ -309,7 +313,7 @@ def _report(cfg, resolved, run_dir: Path, dataset, ids: list[str], order: dict[s
     ok_ids = [str(i) for i in frame[(frame["status"] == "ok") & frame["image_id"].astype(str).isin(current)]["image_id"]]
     outputs = run_dir / "outputs"
     saved = [i for i in ok_ids if has_output(outputs, i)]
-    _write_grid(cfg, run_dir, dataset, order, saved, logger)
+    images = _write_grid(cfg, run_dir, dataset, order, saved, logger)
     suite = _metric_suite(cfg, resolved, dataset, device)
 
     def clean(image_id: str):
@@ -318,6 +322,9 @@ def _report(cfg, resolved, run_dir: Path, dataset, ids: list[str], order: dict[s
     if saved:  # the per-image metrics once more on one image: their notes (e.g. LPIPS unavailable) for the summary
         suite.image_metrics(saved[0], load_estimate(outputs, saved[0]), clean(saved[0])())
     run_metrics = suite.finalize([(i, (lambda i=i: load_estimate(outputs, i)), clean(i)) for i in saved])
+    if cfg.reference_metrics and "mse_to_post_mean" not in frame.columns:
+        run_metrics.setdefault("notes", {})["mse_to_post_mean"] = (
+            "the prior has no exact posterior (only the analytic priors, e.g. gmm_photos, do)")
     if suite.want_fid and len(saved) < len(ok_ids):
         run_metrics.setdefault("notes", {})["fid"] = (
             f"FID/KID are computed from the saved estimates (outputs/); {len(ok_ids) - len(saved)} of {len(ok_ids)} "
@@ -326,7 +333,7 @@ def _report(cfg, resolved, run_dir: Path, dataset, ids: list[str], order: dict[s
                                   current)
     for name, reason in run_metrics.get("notes", {}).items():
         print(f"note: {name}: {reason}")
-    logger.log_rows(frame)
+    logger.log_rows(frame, images)
     logger.log_summary(summary)
     logger.finish()
     from .report import format_table, summary_table
@@ -336,22 +343,26 @@ def _report(cfg, resolved, run_dir: Path, dataset, ids: list[str], order: dict[s
     return summary
 
 
-def _write_grid(cfg, run_dir: Path, dataset, order: dict[str, int], saved: list[str], logger) -> None:
-    """grid.png: ground truth | measurement | estimate for the first ``grid_images`` images."""
+def _write_grid(cfg, run_dir: Path, dataset, order: dict[str, int], saved: list[str], logger) -> dict[str, dict]:
+    """grid.png: ground truth | measurement | estimate for the first ``grid_images`` images (each
+    column titled); returns those images (H, W, C in [0, 1]) for the logger's table."""
     shown = saved[: int(cfg.grid_images)]
-    if not shown:
-        return
-    triples = []
+    triples, images = [], {}
     for image_id in shown:
         x = dataset[order[image_id]][1]
         if x.ndim != 3:
-            return  # vectors: no picture
+            return {}  # vectors: no picture
         measurement = run_dir / "measurements" / f"{image_id}.pt"
         y = torch.load(measurement, map_location="cpu", weights_only=True)["y"][None] if measurement.is_file() else None
         shown_y = _measurement_image(y, tuple(x.shape))[0] if y is not None else torch.zeros_like(x)
-        triples.append((x, shown_y, load_estimate(run_dir / "outputs", image_id)[0]))
-    save_grid(run_dir / "grid.png", triples)
-    logger.log_image("grid", run_dir / "grid.png")
+        triple = (x, shown_y, load_estimate(run_dir / "outputs", image_id)[0])
+        triples.append(triple)
+        images[image_id] = {name: ((im + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy()
+                            for name, im in zip(("ground_truth", "measurement", "output"), triple)}
+    if triples:
+        save_grid(run_dir / "grid.png", triples, ("ground truth", "measurement", str(cfg.solver_name)))
+        logger.log_image("grid", run_dir / "grid.png")
+    return images
 
 
 def _load(dataset, index: int, skip_unreadable: bool) -> tuple[str, Tensor | None, str]:
@@ -368,11 +379,24 @@ def _load(dataset, index: int, skip_unreadable: bool) -> tuple[str, Tensor | Non
     return image_id, x, "ok"
 
 
-def _solve(solver, prior, operator: Operator, y: Tensor, task: Task, generators, device, callback):
+def _solve(solver, prior, operator: Operator, y: Tensor, task: Task, generators, device, callback: _StepLogger,
+           profile: MemoryProfile | None):
+    """One solve, timed and metered; the step callback fans out to the step logger and the memory
+    profile (one row per step)."""
     prior.counter.reset()
+    if profile is not None:
+        profile.start_batch()
+
+    def on_step(step: int, info: dict[str, Any]) -> None:
+        callback(step, info)
+        if profile is not None:
+            profile(step, info)
+
     with CostMeter(device) as cost:
-        result = solver.solve(prior, operator, y, sigma_y=task.sigma_y, generators=generators, callback=callback)
+        result = solver.solve(prior, operator, y, sigma_y=task.sigma_y, generators=generators, callback=on_step)
     callback.close()
+    if profile is not None:
+        profile.end_batch()
     return result, cost.result, prior.counter.nfe, prior.counter.vjp
 
 
@@ -394,8 +418,8 @@ def _image_metrics(estimate: Tensor, x: Tensor) -> dict[str, Tensor]:
 
 
 def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger, batch_index, ids, chash,
-               run_dir: Path, suite: MetricSuite, signature: dict[str, Any],
-               provenance: dict[str, Any]) -> list[dict[str, Any]]:
+               run_dir: Path, suite: MetricSuite, signature: dict[str, Any], provenance: dict[str, Any],
+               profile: MemoryProfile | None) -> list[dict[str, Any]]:
     skip = bool(getattr(dataset, "skip_unreadable", False))
     loaded = [_load(dataset, i, skip) for i in indices]
     rows = [{**ids, "image_id": image_id, "status": status, "config_hash": chash, **provenance}
@@ -428,7 +452,7 @@ def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger,
     if n_samples == 1:
         callback = _StepLogger(logger, batch_index == 0, bool(cfg.progress))
         result, cost, nfe, vjp = _solve(solver, prior, operator, y, task, [_solver_generators(seed, i, 1)[0]
-                                        for i in image_ids], device, callback)
+                                        for i in image_ids], device, callback, profile)
         samples = [result.x0[k : k + 1].detach() for k in range(len(image_ids))]
         costs = [(cost.seconds / len(image_ids), cost.peak_mem_mb, cost.peak_mem_kind, nfe, vjp)] * len(image_ids)
         diagnostics = [{name: float(v[k]) for name, v in result.diagnostics.items()} for k in range(len(image_ids))]
@@ -439,7 +463,8 @@ def _run_batch(cfg, dataset, indices, task: Task, solver, prior, device, logger,
             callback = _StepLogger(logger, batch_index == 0 and k == 0, bool(cfg.progress))
             y_k = y[k : k + 1].expand(n_samples, *y.shape[1:])
             result, cost, nfe, vjp = _solve(solver, prior, single, y_k, task,
-                                            _solver_generators(seed, image_id, n_samples), device, callback)
+                                            _solver_generators(seed, image_id, n_samples), device, callback,
+                                            profile)
             samples.append(result.x0.detach())
             costs.append((cost.seconds / n_samples, cost.peak_mem_mb, cost.peak_mem_kind, nfe, vjp))
             diagnostics.append({name: float(v.float().mean()) for name, v in result.diagnostics.items()})

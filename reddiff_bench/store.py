@@ -142,8 +142,8 @@ class RunStore:
             if differences:
                 raise ConfigError(f"run directory {self.run_dir} holds rows of another configuration; rows are "
                                   f"never mixed. Keys that differ: " + "; ".join(differences) + ". Re-run with the "
-                                  f"directory's settings to resume it, or give this run its own directory "
-                                  f"(hydra.run.dir=..., or another experiment_name).")
+                                  "directory's settings to resume it, or give this run its own directory "
+                                  "(hydra.run.dir=..., or another experiment_name).")
             return
         if self.csv_path.is_file():
             raise ConfigError(f"{self.csv_path} exists but {path} does not: rows of unknown configuration (an older "

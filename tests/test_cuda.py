@@ -75,3 +75,13 @@ def test_torchrun_with_nccl_gives_the_rows_of_one_process(tmp_path):
     rows = pd.read_csv(tmp_path / "multi" / "metrics.csv")
     assert sorted(rows["rank"].unique()) == list(range(n))
     assert_same_rows(rows, pd.read_csv(tmp_path / "single" / "metrics.csv"))
+
+
+def test_memory_profile_on_cuda_records_allocated_and_reserved_and_the_snapshot(tmp_path):
+    proc = cli(*QUICK, "solver=dps", "solver.steps=10", "dataset.num_images=2", "device=cuda",
+               "profile.memory_snapshot=true", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    memory = pd.read_csv(tmp_path / "run" / "memory.csv")
+    assert list(memory["step"]) == list(range(10)) and set(memory["kind"]) == {"cuda_allocated"}
+    assert (memory["bytes"] > 0).all() and (memory["reserved_bytes"] >= memory["bytes"]).all()
+    assert (tmp_path / "run" / "memory_snapshot.pickle").stat().st_size > 0

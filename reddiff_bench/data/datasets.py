@@ -67,8 +67,8 @@ class PhotoCrops:
 
 def load_image(path: Path, size: int) -> Tensor:
     """ADM preprocessing: resize the shorter side to ``size`` (bicubic, antialiased), centre crop."""
-    from PIL import Image, UnidentifiedImageError
     import torchvision.transforms.functional as TF
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:

@@ -39,9 +39,9 @@ import torch
 from torch import Tensor
 
 from ..diffusion import VPSchedule, randn_per_sample
-from ..validate import check_number
 from ..operators import Operator
 from ..priors import DiffusionPrior
+from ..validate import check_number
 from .base import Callback, SolverResult
 from .sampling import abar, ddim_step, per_sample_norm, timestep_pairs
 

@@ -54,9 +54,9 @@ import torch
 from torch import Tensor
 
 from ..diffusion import randn_per_sample
-from ..validate import check_number
 from ..operators import MaskOperator, Operator, SVDOperator
 from ..priors import DiffusionPrior
+from ..validate import check_number
 from .base import Callback, SolverResult
 from .sampling import abar, ddim_step, timestep_pairs
 

@@ -43,9 +43,9 @@ import torch
 from torch import Tensor
 
 from ..diffusion import randn_per_sample
-from ..validate import check_number
 from ..operators import Operator
 from ..priors import DiffusionPrior
+from ..validate import check_number
 from ..weighting import SigmaOverAlpha, Weighting
 from .base import Callback, SolverResult, per_sample_mean
 

@@ -1,0 +1,240 @@
+"""The study layer (issue 15): tables and figures from a synthetic tree of rows, checked cell by
+cell; the committed studies rebuild exactly; memory profiles; the paper scale's refusal; the W&B
+report and the runs' W&B grouping."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from reddiff_bench import study as study_module
+from reddiff_bench.tables import aggregate, best_cells, pivot, to_latex, to_markdown
+
+from .conftest import REPO
+from .test_scale import ENV, QUICK, cli
+
+SOLVERS = ["reddiff", "dps", "pgdm"]
+
+
+def synthetic_rows(seed: int = 0) -> pd.DataFrame:
+    """Two tasks x three solvers x five images with known values; one diverged row; LPIPS missing."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for task in ("inpaint_box", "sr4"):
+        for k, solver in enumerate(SOLVERS):
+            for i in range(5):
+                rows.append(dict(model="m", task=task, solver=solver, image_id=f"img{i}", status="ok",
+                                 psnr=20 + 3 * k + (task == "sr4") + rng.normal(0, 0.5),
+                                 ssim=0.5 + 0.1 * k + rng.normal(0, 0.01), lpips=math.nan,
+                                 seconds=1.0 + k, nfe=100 * (k + 1), vjp=0 if k == 0 else 100 * k,
+                                 peak_mem_mb=1000 + 100 * k, **{"solver.lam": [0.1, 0.5, 1.0][k]}))
+            rows.append(dict(model="m", task=task, solver=solver, image_id="bad", status="diverged", psnr=math.nan))
+    return pd.DataFrame(rows)
+
+
+def test_cells_are_pandas_means_over_ok_rows_with_95_percent_intervals():
+    rows = synthetic_rows()
+    agg = aggregate(rows, ["task", "solver"], ["psnr", "ssim", "lpips"], notes={"lpips": "LPIPS needs 32x32"})
+    ok = rows[rows["status"] == "ok"]
+    for (task, solver), part in ok.groupby(["task", "solver"]):
+        assert agg.mean.loc[(task, solver), "psnr"] == pytest.approx(part["psnr"].mean())
+        assert agg.half.loc[(task, solver), "psnr"] == pytest.approx(1.96 * part["psnr"].std(ddof=1) / math.sqrt(5))
+        assert agg.count.loc[(task, solver)] == 5  # the diverged row is not counted
+    text = to_markdown(agg, ["task"])
+    assert "| task | solver | images | PSNR ↑ | SSIM ↑ | LPIPS ↓ |" in text
+    assert "–*" in text and "* LPIPS: LPIPS needs 32x32" in text  # NaN: a dash and its reason
+    first = ok[(ok.task == "inpaint_box") & (ok.solver == "reddiff")]["psnr"]
+    assert f"{first.mean():.4g} ± {1.96 * first.std(ddof=1) / math.sqrt(5):.2g}" in text
+
+
+def test_the_bold_cell_is_the_best_of_its_column_given_the_direction():
+    rows = synthetic_rows()
+    rows.loc[rows.solver == "dps", "seconds"] = 0.5  # the cheapest: lower is better
+    agg = aggregate(rows, ["task", "solver"], ["psnr", "seconds"])
+    best = best_cells(agg, ["task"])
+    for task in ("inpaint_box", "sr4"):
+        block = agg.mean.xs(task, level="task")
+        assert (task, block["psnr"].idxmax()) in best["psnr"]
+        assert best["seconds"] == {("inpaint_box", "dps"), ("sr4", "dps")}
+    text = to_markdown(agg, ["task"])
+    winner = agg.mean.loc[("sr4", "pgdm"), "psnr"]
+    assert f"**{winner:.4g} ±" in text
+    grid = pivot(agg, "solver", "psnr")  # solvers as columns: the best of each row
+    assert grid.row_best and list(grid.mean.columns) == SOLVERS
+    assert best_cells(grid)["pgdm"] == {"inpaint_box", "sr4"}
+
+
+def test_latex_is_a_booktabs_table_with_escaped_names_and_footnotes():
+    agg = aggregate(synthetic_rows(), ["task", "solver"], ["psnr", "lpips"], notes={"lpips": "needs 32x32 px"})
+    tex = to_latex(agg, "Restoration quality.", "tab:main", ["task"])
+    assert tex.count(r"\begin{tabular}") == 1 and tex.count(r"\end{tabular}") == 1
+    assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule")
+    assert "inpaint\\_box" in tex and "inpaint_box" not in tex.replace("inpaint\\_box", "")
+    assert r"\textbf{" in tex and r"$\pm$" in tex and r"$\uparrow$" in tex and r"$\downarrow$" in tex
+    assert "needs 32x32 px" in tex and r"\label{tab:main}" in tex
+    for line in tex.splitlines():  # every row of the tabular has as many cells as the header
+        if line.endswith(r"\\") and "&" in line:
+            assert line.count("&") == 4
+
+
+def write_study(root: Path) -> None:
+    """A small study with every kind of table and figure, over synthetic files."""
+    (root / "toy" / "offline").mkdir(parents=True)
+    spec = {
+        "title": "Toy", "description": "A synthetic study.",
+        "scales": {"offline": {"note": "synthetic", "sweeps": {"s": ["solver=pinv"]}}},
+        "tables": [{"name": "main", "group": ["task", "solver"], "metrics": ["psnr", "ssim", "lpips", "fid"],
+                    "best_within": ["task"]},
+                   {"name": "cost", "group": ["task", "solver"], "metrics": ["seconds", "peak_mem_mb"],
+                    "ratio_to": "reddiff"},
+                   {"name": "grid", "group": ["task", "solver"], "metrics": ["psnr"], "pivot": "solver"},
+                   {"name": "floor", "source": "bench.csv", "where": {"kind": "floor"}, "group": ["solver"],
+                    "metrics": ["time_ratio", "mem_ratio"]}],
+        "figures": [{"name": "tradeoff", "kind": "tradeoff", "x": ["lpips", "ssim"], "y": "psnr",
+                     "parameter": "solver.lam", "series": "task"},
+                    {"name": "bars", "kind": "ablation_bars", "parameter": "solver", "value": "psnr", "series": "task"},
+                    {"name": "cost", "kind": "cost_bars", "metrics": ["seconds", "peak_mem_mb"]},
+                    {"name": "side", "kind": "cost_scaling", "source": "bench.csv", "where": {"kind": "scaling_side"},
+                     "x": "side", "y": "seconds_per_image"},
+                    {"name": "memory", "kind": "memory_over_steps"},
+                    {"name": "qualitative", "kind": "qualitative_grid", "solvers": SOLVERS}],
+    }
+    (root / "toy" / "study.yaml").write_text(yaml.safe_dump(spec))
+    folder = root / "toy" / "offline"
+    synthetic_rows().to_csv(folder / "rows.csv.gz", index=False)
+    runs = [dict(task=t, solver=s, fid=float("nan"), notes=json.dumps({"fid": "Inception weights absent"}))
+            for t in ("inpaint_box", "sr4") for s in SOLVERS]
+    pd.DataFrame(runs).to_csv(folder / "runs.csv", index=False)
+    bench = [dict(kind="floor", solver=s, time_ratio=1.01 + 0.01 * k, mem_ratio=1.0) for k, s in enumerate(SOLVERS)]
+    bench += [dict(kind="scaling_side", solver=s, side=side, seconds_per_image=side / 32 * (k + 1))
+              for k, s in enumerate(SOLVERS) for side in (32, 64, 128)]
+    pd.DataFrame(bench).to_csv(folder / "bench.csv", index=False)
+    memory = [dict(solver=s, batch=0, step=i, bytes=(1 + k) * 2**20 * (10 + i), kind="cpu_rss")
+              for k, s in enumerate(SOLVERS) for i in range(20)]
+    pd.DataFrame(memory).to_csv(folder / "memory.csv.gz", index=False)
+    images = np.random.default_rng(0).integers(0, 255, (2, 5, 8, 8, 3), dtype=np.uint8)
+    np.savez(folder / "qualitative.npz", images=images, columns=np.array(["ground truth", "measurement", *SOLVERS]),
+             rows=np.array(["a", "b"]))
+
+
+def test_every_table_and_figure_is_built_from_a_tree_of_rows(tmp_path, monkeypatch):
+    write_study(tmp_path)
+    monkeypatch.setattr(study_module, "EXPERIMENTS", tmp_path)
+    written = study_module.build("toy", "offline")
+    folder = tmp_path / "toy" / "offline"
+    for name in ("main", "cost", "cost_ratio", "grid", "floor"):
+        for suffix in (".md", ".tex", ".csv"):
+            assert folder / f"{name}{suffix}" in written
+    ratio = pd.read_csv(folder / "cost_ratio.csv")
+    dps = ratio[(ratio.task == "sr4") & (ratio.solver == "dps")].iloc[0]
+    assert dps["seconds_mean"] == pytest.approx(2.0) and dps["peak_mem_mb_mean"] == pytest.approx(1.1)
+    main = (folder / "main.md").read_text()
+    assert "Inception weights absent" in main and "FID ↓" in main
+    for name in ("tradeoff", "bars", "cost", "side", "memory", "qualitative"):
+        for suffix in (".png", ".pdf"):
+            path = folder / f"{name}{suffix}"
+            assert path in written and path.stat().st_size > 1000, path
+        with Image.open(folder / f"{name}.png") as image:
+            assert image.size[0] > 100 and image.size[1] > 100
+    readme = study_module.write_readme("toy")
+    text = readme.read_text()
+    assert "![qualitative](offline/qualitative.png)" in text and "| task | solver |" in text
+
+
+def test_make_tables_rebuilds_the_committed_studies_exactly(tmp_path, monkeypatch):
+    copy = tmp_path / "experiments"
+    shutil.copytree(REPO / "experiments", copy)
+    monkeypatch.setattr(study_module, "EXPERIMENTS", copy)
+    built = 0
+    for name in study_module.studies():
+        for scale in study_module.SCALES:
+            if scale in study_module.load_spec(name)["scales"]:
+                for path in study_module.build(name, scale):
+                    if path.suffix in (".md", ".tex", ".csv"):
+                        committed = REPO / "experiments" / path.relative_to(copy)
+                        assert committed.is_file(), f"{committed} is not committed"
+                        assert path.read_text() == committed.read_text(), path
+                        built += 1
+        assert study_module.write_readme(name).read_text() == (REPO / "experiments" / name / "README.md").read_text()
+    assert built >= 20
+
+
+def test_make_tables_takes_seconds():
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "reddiff_bench.paper", "tables", "--study", "main"], cwd=REPO,
+                          env=ENV, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert time.perf_counter() - start < 30
+    assert subprocess.run(["git", "status", "--porcelain", "experiments/main"], cwd=REPO, capture_output=True,
+                          text=True).stdout == ""  # rebuilt byte for byte
+
+
+def test_the_paper_scale_refuses_at_once_without_its_data(tmp_path):
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "reddiff_bench.paper", "run", "--scale", "paper", "--study", "main"],
+                          cwd=REPO, env={**ENV, "REDDIFF_BENCH_DATA": str(tmp_path / "nodata")}, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "imagenet/val does not exist" in proc.stderr and "dataset.root" in proc.stderr
+    assert time.perf_counter() - start < 10
+
+
+def test_memory_profile_has_a_row_per_step_and_dps_holds_more_than_reddiff(tmp_path):
+    """The same network (the FFHQ ADM architecture, random weights, 64x64), 8 steps each: DPS keeps
+    the network's graph for its VJP, RED-Diff runs the network without one."""
+    peaks = {}
+    for solver in ("reddiff", "dps"):
+        proc = cli("logger=none", "progress=false", "metrics.fid=false", f"solver={solver}", "solver.steps=8",
+                   "model=adm_random", "model.checkpoint_name=adm_ffhq256",
+                   "model.image_size=64", "dataset.size=64", "dataset.scale=1.0", "dataset.num_images=1",
+                   "metrics.lpips=none", f"hydra.run.dir={tmp_path / solver}", timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        memory = pd.read_csv(tmp_path / solver / "memory.csv")
+        assert list(memory["step"]) == list(range(8)) and (memory["batch"] == 0).all()
+        assert (memory["bytes"] > 0).all() and set(memory["kind"]) == {"cpu_rss"}
+        peaks[solver] = memory["bytes"].max()
+    assert peaks["dps"] > peaks["reddiff"], peaks
+
+
+def test_the_dashboard_is_built_from_the_studys_metrics_and_needs_a_login_to_save(monkeypatch, capsys):
+    import wandb_workspaces.reports.v2 as wr
+
+    from reddiff_bench.dashboard import build_report, main
+
+    report = build_report("ablations", "reddiff_bench", "someone")
+    grids = [b for b in report.blocks if isinstance(b, wr.PanelGrid)]
+    assert len(grids) == 6  # four tables, the trade-off, cost
+    titles = [p.title for g in grids for p in g.panels]
+    assert "PSNR by solver" in titles and "memory over solver steps (first batch)" in titles
+    scatter = [p for g in grids for p in g.panels if isinstance(p, wr.ScatterPlot)]
+    assert {p.x.name for p in scatter} == {"lpips", "mse_to_post_mean"}
+    assert all(r.filters == "Group = 'ablations'" for g in grids for r in g.runsets)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert main(["main"]) == 2
+    assert "needs a login" in capsys.readouterr().err
+
+
+def test_runs_log_their_group_job_type_tags_and_metric_directions(tmp_path):
+    from .helpers import wandb_records
+
+    proc = cli(*[q for q in QUICK if q != "logger=none"], "solver=pinv", "dataset.num_images=2", "logger=wandb",
+               "study.name=toy", "study.scale=offline", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (path,) = (tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb")
+    records = list(wandb_records(path))
+    run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    assert run.run_group == "toy" and run.job_type == "pinv"
+    assert {"inpaint_box", "scale:offline"} <= set(run.tags)
+    metrics = {r.metric.name: r.metric for r in records if r.WhichOneof("record_type") == "metric"}
+    assert metrics["psnr"].summary.max and metrics["seconds"].summary.min
