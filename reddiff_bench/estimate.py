@@ -40,9 +40,12 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    base = compose(overrides)
+    parser = OverridesParser.create()
+    parsed_own = parser.parse_overrides(overrides)
+    fixed = [text for text, override in zip(overrides, parsed_own) if not override.is_sweep_override()]
+    base = compose(fixed)  # the preset's own sweeper params need the preset, not the swept values
     params = dict(base.hydra.sweeper.get("params") or {})
-    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()] + overrides)
+    parsed = parser.parse_overrides([f"{k}={v}" for k, v in params.items()] + overrides)
     batches = BasicSweeper.split_arguments(parsed, None)
     return [list(job) for batch in batches for job in batch]
 

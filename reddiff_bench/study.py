@@ -43,7 +43,8 @@ REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = REPO / "experiments"
 OUTPUTS = REPO / "outputs" / "studies"
 SCALES = ("offline", "paper")
-SOLVER_ORDER = ["reddiff", "dps", "pgdm", "ddrm", "ddim", "pinv"]  # rows and columns of the tables
+SOLVER_ORDER = ["reddiff", "reddiff_parallel", "dps", "pgdm", "ddrm", "ddnm", "diffpir", "daps", "mcgdiff", "ddim",
+                "pinv"]  # rows and columns of the tables
 
 
 def studies() -> list[str]:
@@ -72,11 +73,11 @@ def run_study(study: str, scale: str, full: bool = False, extra: list[str] | Non
     sweeps = dict(plan.get("sweeps") or {})
     if full:
         sweeps.update(plan.get("full_sweeps") or {})
+    for name, overrides in sweeps.items():  # a sweep that does not compose stops the study before any work
+        first_job(study, scale, name, overrides)
     status = 0
     for name, overrides in sweeps.items():
-        target = OUTPUTS / study / scale / name
-        command = [sys.executable, "-m", "reddiff_bench", "-m", *overrides, f"hydra.sweep.dir={target}",
-                   f"logger.group={study}", f"study.name={study}", f"study.scale={scale}", f"study.sweep={name}",
+        command = [sys.executable, "-m", "reddiff_bench", "-m", *sweep_overrides(study, scale, name, overrides),
                    *(extra or [])]
         print(f"\n== {study} / {scale} / {name}: {' '.join(command[3:])}", flush=True)
         start = time.perf_counter()
@@ -94,14 +95,31 @@ def run_study(study: str, scale: str, full: bool = False, extra: list[str] | Non
     return status
 
 
-def preflight(study: str, scale: str) -> None:
-    """Refuse at once (before any sweep) when the data or checkpoints of a sweep are not here."""
+def sweep_overrides(study: str, scale: str, name: str, overrides: list[str]) -> list[str]:
+    """The command line of one sweep of a study: its overrides, its directory, and the study's
+    name, scale and sweep (which the W&B logger takes as the run's group and tags)."""
+    return [*overrides, f"hydra.sweep.dir={OUTPUTS / study / scale / name}", f"study.name={study}",
+            f"study.scale={scale}", f"study.sweep={name}"]
+
+
+def first_job(study: str, scale: str, name: str, overrides: list[str]):
+    """The composed config of a sweep's first job (as ``run_study`` launches it); a
+    :class:`ConfigError` naming the sweep when its overrides do not compose."""
     from .config import compose
     from .estimate import expand_sweep
+
+    try:
+        return compose(expand_sweep(sweep_overrides(study, scale, name, list(overrides)))[0])
+    except Exception as err:
+        raise ConfigError(f"study {study!r}, sweep {name!r} does not compose: {err}") from None
+
+
+def preflight(study: str, scale: str) -> None:
+    """Refuse at once (before any sweep) when the data or checkpoints of a sweep are not here."""
     from .runner import _instantiate
 
     for name, overrides in (load_spec(study)["scales"][scale].get("sweeps") or {}).items():
-        cfg = compose(expand_sweep(list(overrides))[0])
+        cfg = first_job(study, scale, name, overrides)
         try:
             _instantiate(cfg.dataset, "dataset")
         except ConfigError as err:

@@ -171,15 +171,44 @@ def test_make_tables_rebuilds_the_committed_studies_exactly(tmp_path, monkeypatc
 
 
 def test_make_tables_takes_seconds():
+    """`paper tables` on the study's data rewrites its tables and README byte for byte (figures
+    depend on matplotlib's version), whatever state the data is in (committed, or re-collected by
+    a `make paper` run before this test)."""
+    texts = lambda: {p: p.read_bytes() for p in (REPO / "experiments" / "main").rglob("*")  # noqa: E731
+                     if p.suffix in (".md", ".tex", ".csv")}
+    before = texts()
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "reddiff_bench.paper", "tables", "--study", "main"], cwd=REPO,
                           env=ENV, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert time.perf_counter() - start < 30
-    changed = subprocess.run(["git", "status", "--porcelain", "experiments/main"], cwd=REPO, capture_output=True,
-                             text=True).stdout.splitlines()
-    # tables and the README rebuilt byte for byte (figures depend on matplotlib's version)
-    assert not [line for line in changed if line.endswith((".md", ".tex", ".csv"))], changed
+    after = texts()
+    assert after.keys() == before.keys() and [p for p in after if after[p] != before[p]] == []
+
+
+STUDY_SWEEPS = [(study, scale, name, overrides) for study in study_module.studies()
+                for scale, plan in study_module.load_spec(study)["scales"].items()
+                for name, overrides in {**(plan.get("sweeps") or {}), **(plan.get("full_sweeps") or {})}.items()]
+
+
+@pytest.mark.parametrize("study,scale,name,overrides", STUDY_SWEEPS,
+                         ids=[f"{s[0]}/{s[1]}/{s[2]}" for s in STUDY_SWEEPS])
+def test_every_sweep_of_every_study_composes_as_the_study_launches_it(study, scale, name, overrides):
+    """Regression: `make paper` on a fresh clone stopped at gmm/offline/quick, whose logger (none)
+    had no `group` for the study's `logger.group=` override. Each sweep's first job composes with
+    the study's own command line, and the W&B group follows study.name."""
+    cfg = study_module.first_job(study, scale, name, overrides)
+    assert (cfg.study.name, cfg.study.scale, cfg.study.sweep) == (study, scale, name)
+    if "group" in cfg.logger:
+        assert cfg.logger.group == study
+
+
+def test_a_sweep_that_does_not_compose_stops_the_study_before_any_work(monkeypatch):
+    spec = {"scales": {"offline": {"sweeps": {"broken": ["logger.nonexistent_key=1"]}}}}
+    monkeypatch.setattr(study_module, "load_spec", lambda study: spec)
+    monkeypatch.setattr(study_module.subprocess, "call", lambda *a, **k: pytest.fail("a sweep was launched"))
+    with pytest.raises(study_module.ConfigError, match="sweep 'broken' does not compose.*nonexistent_key"):
+        study_module.run_study("demo", "offline")
 
 
 def test_the_paper_scale_refuses_at_once_without_its_data(tmp_path):
