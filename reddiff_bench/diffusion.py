@@ -153,4 +153,16 @@ def randn_per_sample(generators: Sequence[torch.Generator], shape: tuple[int, ..
     return draws.to(device=like.device, dtype=like.dtype)
 
 
+def categorical_per_sample(generators: Sequence[torch.Generator], log_weights: Tensor, n: int) -> Tensor:
+    """``n`` indices per row of ``log_weights`` (B, P), drawn with replacement from each row's
+    normalised weights with that row's generator (one draw of (B, n) for a :class:`SampleStream`);
+    on the CPU, so the draws do not depend on the device."""
+    probs = (log_weights - log_weights.amax(-1, keepdim=True)).exp().double().cpu()
+    if isinstance(generators, SampleStream):
+        out = torch.multinomial(probs, n, replacement=True, generator=generators.generator)
+    else:
+        out = torch.stack([torch.multinomial(p, n, replacement=True, generator=g) for p, g in zip(probs, generators)])
+    return out.to(log_weights.device)
+
+
 LOG_2PI = math.log(2 * math.pi)

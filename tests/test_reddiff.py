@@ -9,7 +9,7 @@ import torch
 
 from reddiff_bench.diffusion import make_generator
 from reddiff_bench.operators import BlockAverageSR, BoxInpainting, operator_matrix, support_values
-from reddiff_bench.solvers import PseudoInverse, REDDiff
+from reddiff_bench.solvers import PseudoInverse, REDDiff, REDDiffParallel
 from reddiff_bench.tasks import GaussianNoise, Task
 from reddiff_bench.weighting import Constant, SigmaOverAlpha
 
@@ -47,11 +47,14 @@ def test_reddiff_ends_closer_to_the_exact_posterior_mean_than_its_pinv_start(pho
     start = solve(PseudoInverse(), photo_prior, op, y, ids)
     # A step size suited to 16x16 crops (the reference lr 0.1 is meant for 256x256 images: it
     # leaves iterate noise of the size of the SR posterior spread); found by a small sweep.
-    reddiff = REDDiff(steps=200, lam=1.0, optimizer=functools.partial(torch.optim.Adam, lr=0.02, betas=(0.9, 0.99)))
-    out = solve(reddiff, photo_prior, op, y, ids)
+    adam = functools.partial(torch.optim.Adam, lr=0.02, betas=(0.9, 0.99))
     d_start = ((start - post_mean) ** 2).reshape(len(ids), -1).mean(-1)
-    d_out = ((out - post_mean) ** 2).reshape(len(ids), -1).mean(-1)
-    assert torch.all(d_out < 0.7 * d_start), (d_out, d_start)
+    # the parallel variant: the same 200 optimiser steps, each averaging K = 4 denoisers
+    for solver in (REDDiff(steps=200, lam=1.0, optimizer=adam),
+                   REDDiffParallel(steps=800, timesteps_per_step=4, lam=1.0, optimizer=adam)):
+        out = solve(solver, photo_prior, op, y, ids)
+        d_out = ((out - post_mean) ** 2).reshape(len(ids), -1).mean(-1)
+        assert torch.all(d_out < 0.7 * d_start), (type(solver).__name__, d_out, d_start)
 
 
 def test_reddiff_costs_one_network_call_per_step_and_no_backprop(photo_prior, photo_batch):
@@ -61,12 +64,38 @@ def test_reddiff_costs_one_network_call_per_step_and_no_backprop(photo_prior, ph
     assert (photo_prior.counter.nfe, photo_prior.counter.vjp) == (17, 0)
 
 
+def test_reddiff_parallel_with_one_timestep_per_step_is_reddiff(photo_prior, photo_batch):
+    ids, x, task, artifacts, op, y = problem(photo_batch, BoxInpainting(0.5), "inpaint_box")
+    for order in ("descending", "random"):
+        plain = solve(REDDiff(steps=20, lam=0.5, order=order), photo_prior, op, y, ids)
+        parallel = solve(REDDiffParallel(steps=20, lam=0.5, order=order, timesteps_per_step=1), photo_prior, op, y, ids)
+        assert torch.equal(plain, parallel)
+    # and K > 1 is another algorithm (the test can fail)
+    other = solve(REDDiffParallel(steps=20, lam=0.5, timesteps_per_step=4), photo_prior, op, y, ids)
+    assert not torch.allclose(other, plain, atol=1e-3)
+
+
+def test_reddiff_parallel_holds_k_denoisers_per_network_call(photo_prior, photo_batch):
+    """steps = 24, K = 4: 24 denoiser evaluations per image (NFE) in 6 network calls, 6 optimiser
+    steps (the callback's), no backprop through the network."""
+    ids, x, task, artifacts, op, y = problem(photo_batch, BoxInpainting(0.5), "inpaint_box")
+    photo_prior.counter.reset()
+    steps: list[float] = []
+    generators = [make_generator(0, "solver", i) for i in ids]
+    REDDiffParallel(steps=24, timesteps_per_step=4).solve(photo_prior, op, y, sigma_y=SIGMA_Y, generators=generators,
+                                                          callback=lambda k, info: steps.append(info["t"]))
+    counter = photo_prior.counter
+    assert (counter.nfe, counter.calls, counter.vjp, len(steps)) == (24, 6, 0, 6)
+    assert steps == sorted(steps, reverse=True)  # descending groups of timesteps
+
+
 @pytest.mark.parametrize("solver", [
     REDDiff(steps=30),
+    REDDiffParallel(steps=30, timesteps_per_step=3),
     REDDiff(steps=30, order="random", init="random", weighting=Constant(),
             optimizer=functools.partial(torch.optim.SGD, lr=0.5, momentum=0.9)),
     PseudoInverse(),
-], ids=["reddiff", "reddiff-random-sgd", "pinv"])
+], ids=["reddiff", "reddiff-parallel", "reddiff-random-sgd", "pinv"])
 def test_result_of_an_image_does_not_depend_on_its_batch(photo_prior, photo_batch, solver):
     ids, x, task, artifacts, op, y = problem(photo_batch, BoxInpainting(0.5), "inpaint_box")
     batched = solve(solver, photo_prior, op, y, ids)

@@ -22,8 +22,11 @@ SOLVERS = sorted(p.stem for p in (CONF / "solver").glob("*.yaml"))
 @functools.lru_cache(maxsize=None)
 def solver_for(name: str):
     cfg = compose_config([f"solver={name}"])
-    if "steps" in cfg.solver:
-        cfg.solver.steps = 4  # a smoke run, not a benchmark
+    small = {"steps": 4, "annealing_steps": 3, "ode_steps": 2, "langevin_steps": 2, "particles": 3,
+             "timesteps_per_step": 2}  # a smoke run, not a benchmark
+    for key, value in small.items():
+        if key in cfg.solver:
+            cfg.solver[key] = value
     return instantiate(cfg.solver, _convert_="all")
 
 

@@ -24,12 +24,14 @@ class Prediction:
 
 @dataclass
 class CallCounter:
-    nfe: int = 0
-    vjp: int = 0
+    nfe: int = 0  # denoiser evaluations per image
+    vjp: int = 0  # vector-Jacobian products through the network per image
+    calls: int = 0  # network calls (one call may hold several evaluations per image)
 
     def reset(self) -> None:
         self.nfe = 0
         self.vjp = 0
+        self.calls = 0
 
 
 class DiffusionPrior(torch.nn.Module):
@@ -51,8 +53,12 @@ class DiffusionPrior(torch.nn.Module):
         """The native prediction (``eps``, ``x0`` or ``v``, per ``prediction_type``) at timesteps ``t`` (B,)."""
         raise NotImplementedError
 
-    def predict(self, x_t: Tensor, t: Tensor | int) -> Prediction:
-        """Predict ``eps`` and ``x0`` from ``x_t`` at integer timesteps ``t`` (scalar or (B,))."""
+    def predict(self, x_t: Tensor, t: Tensor | int, evaluations: int = 1) -> Prediction:
+        """Predict ``eps`` and ``x0`` from ``x_t`` at integer timesteps ``t`` (scalar or (B,)).
+
+        ``evaluations``: how many denoiser evaluations per image (per output sample) this call
+        holds, when a solver stacks several per image into one batched call (RED-Diff parallel's K
+        timesteps, MCGdiff's particles); the call counts that many NFEs (and VJPs)."""
         if x_t.shape[1:] != self.image_shape:
             raise ValueError(
                 f"prior {self.name!r} takes images of shape {self.image_shape}, got {tuple(x_t.shape[1:])}"
@@ -61,9 +67,10 @@ class DiffusionPrior(torch.nn.Module):
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
         out = self.network(x_t, t)
-        self.counter.nfe += 1
+        self.counter.nfe += int(evaluations)
+        self.counter.calls += 1
         if out.requires_grad:
-            out.register_hook(self._count_vjp)
+            out.register_hook(lambda grad: self._count_vjp(grad, int(evaluations)))
         if self.prediction_type == "eps":
             return Prediction(eps=out, x0=self.schedule.x0_from_eps(x_t, t, out))
         if self.prediction_type == "v":
@@ -71,8 +78,8 @@ class DiffusionPrior(torch.nn.Module):
             return Prediction(eps=eps, x0=x0)
         return Prediction(eps=self.schedule.eps_from_x0(x_t, t, out), x0=out)
 
-    def _count_vjp(self, grad: Tensor) -> None:
-        self.counter.vjp += 1
+    def _count_vjp(self, grad: Tensor, evaluations: int = 1) -> None:
+        self.counter.vjp += evaluations
 
     @property
     def device(self) -> torch.device:

@@ -33,7 +33,7 @@ from ..operators import Operator, SVDOperator
 from ..priors import DiffusionPrior
 from ..validate import check_number
 from .base import Callback, SolverResult
-from .sampling import abar, timestep_pairs
+from .sampling import abar, spectral_measurement, timestep_pairs
 
 
 class DDRM:
@@ -60,13 +60,7 @@ class DDRM:
         shape = tuple(prior.image_shape)
         pairs = timestep_pairs(prior.schedule, self.steps)
         with torch.no_grad():
-            zy = operator.ut(y)
-            s_y = operator._s(zy).expand_as(zy)
-            measured_y = operator._nonzero(s_y)
-            ybar = operator.embed(torch.where(measured_y, zy / torch.where(measured_y, s_y, 1), 0))
-            measured = operator.embed(measured_y.to(y.dtype)) > 0
-            # noise level of ybar per coordinate (inf where unmeasured)
-            y_level = operator.embed(torch.where(measured_y, sigma_y / torch.where(measured_y, s_y, 1), 0))
+            measured, ybar, y_level = spectral_measurement(operator, y, sigma_y)  # y_level: ybar's noise level
 
             a_T = abar(prior.schedule, pairs[0][0], y)
             sigma_T = ((1 - a_T) / a_T).sqrt()

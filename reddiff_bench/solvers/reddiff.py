@@ -60,7 +60,8 @@ class REDDiff:
 
     def __init__(self, steps: int = 100, lam: float = 0.25, obs_weight: float = 1.0,
                  weighting: Weighting | None = None, optimizer: OptimizerFactory | None = None,
-                 order: str = "descending", init: str = "pinv", obs_mean: str = "measured", output: str = "final"):
+                 order: str = "descending", init: str = "pinv", obs_mean: str = "measured", output: str = "final",
+                 timesteps_per_step: int = 1):
         for name, value, allowed in (("timestep order", order, self.ORDERS), ("initialisation", init, self.INITS),
                                      ("obs_mean", obs_mean, self.OBS_MEANS), ("output", output, self.OUTPUTS)):
             if value not in allowed:
@@ -68,6 +69,8 @@ class REDDiff:
         check_number("solver.steps", steps, minimum=1, integer=True)
         check_number("solver.lam", lam, minimum=0)
         check_number("solver.obs_weight", obs_weight, minimum=0)
+        check_number("solver.timesteps_per_step", timesteps_per_step, minimum=1, integer=True)
+        self.timesteps_per_step = int(timesteps_per_step)
         self.steps = int(steps)
         self.lam = float(lam)
         self.obs_weight = float(obs_weight)
@@ -113,22 +116,26 @@ class REDDiff:
         optimizer = self.optimizer([mu])
         support = operator.y_support(y) if self.obs_mean == "measured" else None
         timesteps = self._timesteps(prior, generators, y.device)
+        groups = list(torch.split(timesteps, self.timesteps_per_step))  # (K, B) timesteps per optimiser step
         schedule = prior.schedule
-        for step, t in enumerate(timesteps):
-            alpha, sigma = schedule.alpha(t, mu), schedule.sigma(t, mu)
-            eps = randn_per_sample(generators, shape[1:], mu)
-            with torch.no_grad():
-                pred = prior.predict(alpha * mu + sigma * eps, t)
+        for step, t in enumerate(groups):
+            k = t.shape[0]
+            alpha, sigma = schedule.alpha(t, mu[None]), schedule.sigma(t, mu[None])  # (K, B, 1, ...)
+            eps = torch.stack([randn_per_sample(generators, shape[1:], mu) for _ in range(k)])
+            with torch.no_grad():  # the K denoisers of the step in one network call
+                x_t = (alpha * mu[None] + sigma * eps).flatten(0, 1)
+                pred = prior.predict(x_t, t.flatten(), evaluations=k).eps.unflatten(0, (k, shape[0]))
             w = self.lam * self.weighting(alpha, sigma)
             loss_obs = per_sample_mean((y - operator(mu)) ** 2, support) / 2
-            loss_reg = per_sample_mean(w * (pred.eps - eps) * mu)  # stop-gradient: pred, eps are constants
+            # stop-gradient: pred and eps are constants; the K regularisers are averaged
+            loss_reg = torch.stack([per_sample_mean(w[j] * (pred[j] - eps[j]) * mu) for j in range(k)]).mean(0)
             loss = self.obs_weight * loss_obs + loss_reg
-            before = mu.detach().clone() if self.output == "before_last_step" and step == len(timesteps) - 1 else None
+            before = mu.detach().clone() if self.output == "before_last_step" and step == len(groups) - 1 else None
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
             optimizer.step()
             if callback is not None:
                 callback(step, {"t": t.float().mean().item(), "loss_obs": loss_obs.detach(),
-                                "loss_reg": loss_reg.detach(), "x": mu.detach(), "total": len(timesteps)})
+                                "loss_reg": loss_reg.detach(), "x": mu.detach(), "total": len(groups)})
         x0 = before if self.output == "before_last_step" else mu.detach()
         return SolverResult(x0=x0, diagnostics={"final_loss_obs": loss_obs.detach()})

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..diffusion import VPSchedule
+from ..operators import SVDOperator
 
 
 def timestep_pairs(schedule: VPSchedule, steps: int, start: int | None = None,
@@ -47,3 +48,16 @@ def ddim_step(x0: Tensor, eps: Tensor, abar_t: Tensor, abar_s: Tensor, eta: floa
 def per_sample_norm(residual: Tensor) -> Tensor:
     """Euclidean norm of each image's residual (B,), never over the whole batch."""
     return residual.reshape(residual.shape[0], -1).norm(dim=-1)
+
+
+def spectral_measurement(operator: SVDOperator, y: Tensor, sigma_y: float) -> tuple[Tensor, Tensor, Tensor]:
+    """In the spectral domain of ``x`` (``V^T x``): the measured mask, ``ybar_i = (U^T y)_i / s_i``
+    and its noise level ``sigma_y / s_i`` (zeros where unmeasured)."""
+    zy = operator.ut(y)
+    s = operator._s(zy).expand_as(zy)
+    nonzero = operator._nonzero(s)
+    safe = torch.where(nonzero, s, 1)
+    ybar = operator.embed(torch.where(nonzero, zy / safe, 0))
+    level = operator.embed(torch.where(nonzero, sigma_y / safe, 0))
+    measured = operator.embed(nonzero.to(y.dtype)) > 0
+    return measured, ybar, level
