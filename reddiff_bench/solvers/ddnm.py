@@ -27,11 +27,11 @@ import torch
 from torch import Tensor
 
 from ..diffusion import randn_per_sample
-from ..operators import Operator, SVDOperator
+from ..operators import Operator
 from ..priors import DiffusionPrior
 from ..validate import check_number
 from .base import Callback, SolverResult
-from .sampling import abar, spectral_measurement, timestep_pairs
+from .sampling import abar, require_svd, spectral_measurement, timestep_pairs
 
 
 class DDNM:
@@ -42,8 +42,7 @@ class DDNM:
 
     @staticmethod
     def check(operator: Operator) -> None:
-        if not isinstance(operator, SVDOperator):
-            raise ValueError(f"DDNM needs a linear operator with an SVD; {type(operator).__name__} has none")
+        require_svd("DDNM", operator)
 
     def solve(self, prior: DiffusionPrior, operator: Operator, y: Tensor, *, sigma_y: float,
               generators: list[torch.Generator], callback: Callback | None = None) -> SolverResult:

@@ -29,11 +29,11 @@ import torch
 from torch import Tensor
 
 from ..diffusion import randn_per_sample
-from ..operators import Operator, SVDOperator
+from ..operators import Operator
 from ..priors import DiffusionPrior
 from ..validate import check_number
 from .base import Callback, SolverResult
-from .sampling import abar, spectral_measurement, timestep_pairs
+from .sampling import abar, require_svd, spectral_measurement, timestep_pairs
 
 
 class DDRM:
@@ -50,9 +50,7 @@ class DDRM:
 
     @staticmethod
     def check(operator: Operator) -> None:
-        if not isinstance(operator, SVDOperator):
-            raise ValueError(f"DDRM needs a linear operator with an SVD; {type(operator).__name__} has none. "
-                             f"Choose another solver for this task.")
+        require_svd("DDRM", operator)
 
     def solve(self, prior: DiffusionPrior, operator: Operator, y: Tensor, *, sigma_y: float,
               generators: list[torch.Generator], callback: Callback | None = None) -> SolverResult:

@@ -41,7 +41,7 @@ from ..operators import Operator, SVDOperator
 from ..priors import DiffusionPrior
 from ..validate import check_number
 from .base import Callback, SolverResult
-from .sampling import spectral_measurement
+from .sampling import require_svd, spectral_measurement
 
 
 class MCGdiff:
@@ -54,8 +54,7 @@ class MCGdiff:
 
     @staticmethod
     def check(operator: Operator) -> None:
-        if not isinstance(operator, SVDOperator):
-            raise ValueError(f"MCGdiff needs a linear operator with an SVD; {type(operator).__name__} has none")
+        require_svd("MCGdiff", operator)
 
     def grid(self, prior: DiffusionPrior, levels: Tensor) -> list[int]:
         """The ascending timesteps: the ``steps`` of ``VPSchedule.timesteps`` plus, for each distinct

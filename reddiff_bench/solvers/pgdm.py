@@ -54,11 +54,11 @@ import torch
 from torch import Tensor
 
 from ..diffusion import randn_per_sample
-from ..operators import MaskOperator, Operator, SVDOperator
+from ..operators import MaskOperator, Operator
 from ..priors import DiffusionPrior
 from ..validate import check_number
 from .base import Callback, SolverResult
-from .sampling import abar, ddim_step, timestep_pairs
+from .sampling import abar, ddim_step, require_svd, timestep_pairs
 
 
 class PiGDM:
@@ -81,8 +81,7 @@ class PiGDM:
         self.weighting, self.paste_measured = weighting, bool(paste_measured)
 
     def check(self, operator: Operator) -> None:
-        if not isinstance(operator, SVDOperator):
-            raise ValueError(f"PiGDM needs a linear operator with an SVD; {type(operator).__name__} has none")
+        require_svd("PiGDM", operator)
         if self.paste_measured and not isinstance(operator, MaskOperator):
             raise ValueError(f"paste_measured needs a mask operator (inpainting); {type(operator).__name__} is not "
                              f"one. Set solver.paste_measured=false.")

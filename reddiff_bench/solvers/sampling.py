@@ -50,6 +50,14 @@ def per_sample_norm(residual: Tensor) -> Tensor:
     return residual.reshape(residual.shape[0], -1).norm(dim=-1)
 
 
+def require_svd(solver: str, operator: object) -> None:
+    """Refuse, before any work, an operator without an SVD (nonlinear ones, or linear ones that
+    lack one) for a solver that runs in the SVD basis."""
+    if not isinstance(operator, SVDOperator):
+        raise ValueError(f"{solver} needs a linear operator with an SVD; {type(operator).__name__} has none. "
+                         f"Choose another solver for this task.")
+
+
 def spectral_measurement(operator: SVDOperator, y: Tensor, sigma_y: float) -> tuple[Tensor, Tensor, Tensor]:
     """In the spectral domain of ``x`` (``V^T x``): the measured mask, ``ybar_i = (U^T y)_i / s_i``
     and its noise level ``sigma_y / s_i`` (zeros where unmeasured)."""
