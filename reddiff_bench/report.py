@@ -9,13 +9,14 @@ metric into a grid: one row per remaining group, one column per solver (the READ
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from hydra.experimental.callback import Callback
+
+from .store import run_state
 
 # Columns shown, in order, when present; means over images with status ok.
 TABLE_COLUMNS = ["psnr", "ssim", "lpips", "top1_correct", "lpips_diversity", "mse", "sw_to_posterior", "sw1_to_posterior", "dist_to_nearest_mode", "dist_to_post_mean",
@@ -42,7 +43,7 @@ def collect_paths(paths: list[Path]) -> pd.DataFrame:
     for path in paths:
         frame = pd.read_csv(path)
         frame["run_dir"] = str(path.parent)
-        frame["run_state"] = _run_state(path.parent)
+        frame["run_state"] = run_state(path.parent)
         frame["_mtime"] = path.stat().st_mtime
         frames.append(frame)
     rows = pd.concat(frames, ignore_index=True)
@@ -52,13 +53,6 @@ def collect_paths(paths: list[Path]) -> pd.DataFrame:
         rows = rows.drop_duplicates(["config_hash", "image_id"], keep="last").sort_index()
         rows = rows.drop(columns="_complete")
     return rows.drop(columns="_mtime").reset_index(drop=True)
-
-
-def _run_state(run_dir: Path) -> str:
-    try:
-        return str(json.loads((run_dir / "state.json").read_text()).get("state", "unknown"))
-    except (OSError, ValueError):
-        return "unknown"
 
 
 def summary_table(frame: pd.DataFrame, group: list[str] | None = None, ci: bool = False,

@@ -73,6 +73,19 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], old_label: str 
             for k in keys if json.dumps(old.get(k), default=str) != json.dumps(new.get(k), default=str)]
 
 
+def read_state(run_dir: Path) -> dict[str, Any]:
+    """A run directory's ``state.json`` ({} when there is none, or it cannot be read)."""
+    try:
+        return json.loads((Path(run_dir) / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def run_state(run_dir: Path) -> str:
+    """``running`` (or killed while running), ``complete``, ``failed``, or ``unknown``."""
+    return str(read_state(run_dir).get("state", "unknown"))
+
+
 def _now() -> str:
     return datetime.datetime.now().isoformat(timespec="seconds")
 
@@ -152,10 +165,7 @@ class RunStore:
                                             "created": _now()}, indent=2, default=str) + "\n")
 
     def state(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.state_path.read_text())
-        except (OSError, ValueError):
-            return {}
+        return read_state(self.run_dir)
 
     def set_state(self, state: str, **info: Any) -> None:
         record = {**self.state(), "state": state, "updated": _now(), "pid": os.getpid(),

@@ -37,6 +37,7 @@ import yaml
 from . import figures as fig
 from .cache import atomic_write_text
 from .errors import ConfigError
+from .store import run_state
 from .tables import aggregate, pivot, ratios, to_latex, to_markdown
 
 REPO = Path(__file__).resolve().parent.parent
@@ -137,9 +138,20 @@ def preflight(study: str, scale: str) -> None:
 # --- collecting -------------------------------------------------------------------------------------
 
 def _jobs(study: str, scale: str, sweeps: list[str]):
+    """The finished jobs of ``sweeps``. A job that was killed, failed or is still running holds
+    only some of its rows: a table of it would mix a subset of images with whole runs, so it is
+    left out and named (re-running the study resumes it)."""
+    unfinished = []
     for sweep in sweeps:
         for job in sorted((OUTPUTS / study / scale / sweep).glob("*/metrics.csv")):
-            yield sweep, job.parent
+            state = run_state(job.parent)
+            if state == "complete":
+                yield sweep, job.parent
+            else:
+                unfinished.append(f"{sweep}/{job.parent.name} ({state})")
+    if unfinished:
+        print(f"study {study!r}: left out {len(unfinished)} unfinished run(s) (re-run the study to resume them): "
+              + ", ".join(unfinished), file=sys.stderr)
 
 
 def collect(study: str, scale: str, sweeps: list[str], spec: dict[str, Any]) -> None:

@@ -269,3 +269,24 @@ def test_runs_log_their_group_job_type_tags_and_metric_directions(tmp_path):
     assert {"inpaint_box", "scale:offline"} <= set(run.tags)
     metrics = {r.metric.name: r.metric for r in records if r.WhichOneof("record_type") == "metric"}
     assert metrics["psnr"].summary.max and metrics["seconds"].summary.min
+
+
+def test_collect_leaves_out_unfinished_runs_and_names_them(tmp_path, monkeypatch, capsys):
+    """Regression: collect took every job with a metrics.csv, so a killed or still-running job of a
+    long sweep (the Gaussian-mixture grid) put a subset of its problems into the study's tables."""
+    monkeypatch.setattr(study_module, "OUTPUTS", tmp_path / "outputs")
+    monkeypatch.setattr(study_module, "EXPERIMENTS", tmp_path / "experiments")
+    frame = synthetic_rows()
+    for solver, state in (("reddiff", "complete"), ("dps", "running"), ("pgdm", "failed")):
+        job = tmp_path / "outputs" / "toy" / "offline" / "grid" / f"solver={solver}"
+        job.mkdir(parents=True)
+        frame[frame.solver == solver].to_csv(job / "metrics.csv", index=False)
+        (job / "config.yaml").write_text(yaml.safe_dump({"solver": {"steps": 10}}))
+        (job / "state.json").write_text(json.dumps({"state": state}))
+    spec = {"scales": {"offline": {"sweeps": {"grid": []}}}}
+    study_module.collect("toy", "offline", ["grid"], spec)
+    rows = pd.read_csv(tmp_path / "experiments" / "toy" / "offline" / "rows.csv.gz")
+    assert set(rows.solver) == {"reddiff"} and len(rows) == len(frame[frame.solver == "reddiff"])
+    err = capsys.readouterr().err
+    assert "left out 2 unfinished run(s)" in err
+    assert "grid/solver=dps (running)" in err and "grid/solver=pgdm (failed)" in err
