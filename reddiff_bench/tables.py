@@ -104,8 +104,13 @@ def pivot(agg: Aggregate, level: str, name: str) -> Aggregate:
     columns = list(dict.fromkeys(agg.mean.index.get_level_values(level)))
     mean, half = mean[columns], half[columns]
     count = agg.count.groupby(level=keep).min()
+    present = agg.count.unstack(level).reindex(index=mean.index, columns=columns).notna()
+    reasons = {str(c): agg.reasons[name] for c in columns} if name in agg.reasons else {}
+    for column in columns:  # a cell of a pivot is also empty when its run was never made
+        if str(column) not in reasons and not present[column].all():
+            reasons[str(column)] = f"no rows: not run for this {', '.join(keep)}"
     return Aggregate(keep, [str(c) for c in columns], mean.rename(columns=str), half.rename(columns=str), count,
-                     {str(c): agg.reasons[name] for c in columns} if name in agg.reasons else {},
+                     reasons,
                      labels={str(c): str(c) for c in columns},
                      directions={str(c): agg.direction(name) for c in columns},
                      digits={str(c): agg.digits_of(name) for c in columns}, row_best=True)

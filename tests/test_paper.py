@@ -75,6 +75,18 @@ def test_the_bold_cell_is_the_best_of_its_column_given_the_direction():
     assert best_cells(grid)["pgdm"] == {"inpaint_box", "sr4"}
 
 
+def test_a_pivot_cell_of_a_run_never_made_is_a_dash_with_its_reason():
+    """The Gaussian-mixture grid runs the costly samplers at d = 8 and 80 only: their empty
+    d = 800 cells say that they were not run, not that a metric failed."""
+    rows = synthetic_rows()
+    rows = rows[~((rows.solver == "dps") & (rows.task == "sr4"))]
+    grid = pivot(aggregate(rows, ["task", "solver"], ["psnr"]), "solver", "psnr")
+    assert math.isnan(grid.mean.loc["sr4", "dps"]) and grid.mean.loc["inpaint_box", "dps"] > 0
+    text = to_markdown(grid)
+    assert "| sr4 | 5 | " in text and "–*" in text and "* dps: no rows: not run for this task" in text
+    assert "reddiff: no rows" not in text  # columns with every cell are not footnoted
+
+
 def test_latex_is_a_booktabs_table_with_escaped_names_and_footnotes():
     agg = aggregate(synthetic_rows(), ["task", "solver"], ["psnr", "lpips"], notes={"lpips": "needs 32x32 px"})
     tex = to_latex(agg, "Restoration quality.", "tab:main", ["task"])
