@@ -4,8 +4,9 @@ plus overrides) at each scale, and the tables and figures made from their rows.
 * ``run_study``: run or resume each sweep of a scale (``python -m reddiff_bench -m ...`` into
   ``outputs/studies/<study>/<scale>/<sweep>``), then ``collect`` and ``build``.
 * ``collect``: the sweeps' per-image rows into ``experiments/<study>/<scale>/rows.csv.gz``, one
-  summary per run into ``runs.csv``, memory profiles into ``memory.csv.gz``, and the images of
-  each qualitative grid into ``<figure>.npz``: everything a table or figure needs, committed.
+  summary per run into ``runs.csv``, memory profiles into ``memory.csv.gz`` (for the studies
+  that draw them), and the images of each qualitative grid into ``<figure>.npz``: everything a
+  table or figure needs, committed.
 * ``build``: tables (markdown, LaTeX, the aggregated CSV) and figures (PNG, PDF) from those files
   alone, and the study's README; ``make tables`` on a fresh clone rebuilds them exactly.
 
@@ -165,6 +166,8 @@ def collect(study: str, scale: str, sweeps: list[str], spec: dict[str, Any]) -> 
     every = list(dict.fromkeys([*(plan.get("sweeps") or {}), *(plan.get("full_sweeps") or {}), *sweeps]))
     present = [s for s in every if any((OUTPUTS / study / scale / s).glob("*/metrics.csv"))]
     rows, runs, memory = _kept(target, [s for s in every if s not in present])
+    # memory profiles are kept for the studies that draw them (a row per solver step: large)
+    draws_memory = any(f.get("kind") == "memory_over_steps" for f in spec.get("figures") or [])
     for sweep, job in _jobs(study, scale, present):
         frame = pd.read_csv(job / "metrics.csv")
         config = yaml.safe_load((job / "config.yaml").read_text())
@@ -178,7 +181,7 @@ def collect(study: str, scale: str, sweeps: list[str], spec: dict[str, Any]) -> 
         runs.append(pd.DataFrame([{"sweep": sweep, "job": job.name, **keys,
                                    **{k: v for k, v in summary.items() if not isinstance(v, (dict, list))},
                                    "notes": json.dumps(summary.get("notes", {}), sort_keys=True)}]))
-        if (job / "memory.csv").is_file():
+        if draws_memory and (job / "memory.csv").is_file():
             profile = pd.read_csv(job / "memory.csv", on_bad_lines="skip")
             for key, value in keys.items():
                 profile[key] = value
