@@ -17,6 +17,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 
 from .store import run_state
+from .tables import mean_and_ci95
 
 # Columns shown, in order, when present; means over images with status ok.
 TABLE_COLUMNS = ["psnr", "ssim", "lpips", "top1_correct", "lpips_diversity", "mse", "sw_to_posterior", "sw1_to_posterior", "dist_to_nearest_mode", "dist_to_post_mean",
@@ -64,10 +65,8 @@ def summary_table(frame: pd.DataFrame, group: list[str] | None = None, ci: bool 
         group.append("config_hash")  # the same solver name with different settings: keep them apart
     ok = frame[frame["status"] == "ok"]
     columns = [c for c in (columns or TABLE_COLUMNS) if c in ok.columns and ok[c].notna().any()]
-    grouped = ok.groupby(group)[columns]
-    table = grouped.mean()
+    table, half = mean_and_ci95(ok.groupby(group)[columns])
     if ci:
-        half = 1.96 * grouped.std() / grouped.count().pow(0.5)
         table = table.apply(lambda col: [f"{m:.4g} ± {h:.2g}" for m, h in zip(col, half[col.name])])
     table.insert(0, "images", ok.groupby(group).size())
     failed = frame[frame["status"] != "ok"].groupby(group).size()

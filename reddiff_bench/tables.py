@@ -137,6 +137,13 @@ def ratios(agg: Aggregate, level: str, reference: str) -> Aggregate:
                      directions={m: agg.direction(m) for m in agg.metrics}, digits={m: 3 for m in agg.metrics})
 
 
+def mean_and_ci95(grouped):
+    """Per group: the mean and the half-width of its 95% interval, ``1.96 std / sqrt(n)`` (NaN for
+    a single value); ``grouped``: a pandas groupby over one column or several."""
+    n = grouped.count()
+    return grouped.mean(), (1.96 * grouped.std(ddof=1) / np.sqrt(n)).where(n > 1)
+
+
 def aggregate(rows: pd.DataFrame, groups: list[str], metrics: list[str], runs: pd.DataFrame | None = None,
               notes: dict[str, str] | None = None, order: dict[str, list] | None = None) -> Aggregate:
     """Means over ok rows per group (``runs``: one row per run with its run-level metrics and the
@@ -168,10 +175,7 @@ def aggregate(rows: pd.DataFrame, groups: list[str], metrics: list[str], runs: p
                 mean[name] = math.nan
             half[name] = math.nan
         elif name in ok.columns:
-            grouped = ok.groupby(groups)[name]
-            mean[name] = grouped.mean()
-            n = grouped.count()
-            half[name] = (1.96 * grouped.std(ddof=1) / np.sqrt(n)).where(n > 1)
+            mean[name], half[name] = mean_and_ci95(ok.groupby(groups)[name])
         else:
             mean[name] = math.nan
             half[name] = math.nan
