@@ -11,7 +11,7 @@ TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-all gmm-quick gmm train-prior paper tables bench clean-outputs
+.PHONY: install demo test test-all lint gmm-quick gmm train-prior paper tables bench clean-outputs
 
 # make paper [SCALE=offline|paper] [FULL=1] [LAUNCHER=gpus|slurm|...]
 SCALE ?= offline
@@ -38,27 +38,32 @@ gmm: install
 
 ## Train the small offline prior (about 45 minutes on 2 CPU cores; conf/train.yaml).
 train-prior: install
-	$(PY) -m reddiff_bench.train
+	$(PY) -m reddiff_bench train
 
 ## The paper's studies (experiments/): run or resume the sweeps, then build tables and figures.
 paper: install
-	$(PY) -m reddiff_bench.paper run --scale $(SCALE) $(if $(FULL),--full) $(if $(LAUNCHER),-- hydra/launcher=$(LAUNCHER))
+	$(PY) -m reddiff_bench paper run --scale $(SCALE) $(if $(FULL),--full) $(if $(LAUNCHER),-- hydra/launcher=$(LAUNCHER))
 
 ## Tables, figures and the studies' READMEs from the committed rows alone (seconds).
 tables: install
-	$(PY) -m reddiff_bench.paper tables
+	$(PY) -m reddiff_bench paper tables
 
 ## Each solver against the floor of its network calls, and cost against image side and batch.
 bench: install
-	$(PY) -m reddiff_bench.bench
+	$(PY) -m reddiff_bench bench
 
-## Fast suite (slow tests excluded).
+## Fast suite (slow tests excluded; under 5 minutes on 2 cores).
 test: install
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n 2 -m "not slow" tests
 
-## Everything, slow tests included.
-test-all: install
-	$(PY) -m pytest -q tests
+## Everything: lint, the fast suite and the slow tests (subprocesses, signals, torchrun, launchers, the wheel).
+test-all: install lint
+	$(PY) -m pytest -q -n 2 tests
+
+## ruff (pyproject.toml [tool.ruff]) and the layer contract (import-linter, [tool.importlinter]).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 clean-outputs:
 	rm -rf outputs/runs outputs/multirun outputs/demo

@@ -1,5 +1,16 @@
 """reddiff_bench: a benchmark of diffusion-model solvers for inverse problems.
 
+The package is layered, each layer importing only the ones below it (checked by
+``tests/test_layers.py``):
+
+* the domain, at the top of the package: ``diffusion``, ``operators``, ``tasks``, ``priors``,
+  ``solvers``, ``metrics``, ``data`` and the small utilities they share (``errors``, ``checks``,
+  ``files``);
+* ``run``: one run of a configuration (the pipeline, its store, outputs, processes, loggers and
+  settings);
+* ``study``: many runs (sweeps, tables, figures, reports, the bench and the estimate);
+* ``cli``: the commands, ``python -m reddiff_bench [COMMAND]``.
+
 Conventions used everywhere in the package:
 
 * images are float32 NCHW tensors in [-1, 1];
@@ -12,7 +23,3 @@ Conventions used everywhere in the package:
 """
 
 __version__ = "0.1.0"
-
-from .resolvers import register as _register_resolvers  # noqa: E402
-
-_register_resolvers()  # ${published:...}, ${launch_slots:...}, ${dirname:...} in conf/

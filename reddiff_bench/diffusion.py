@@ -7,6 +7,7 @@ where ``x0`` and ``eps`` predictions are converted into each other.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 
@@ -27,7 +28,7 @@ class VPSchedule(torch.nn.Module):
         self.register_buffer("abar", abar, persistent=False)
 
     @classmethod
-    def linear(cls, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "VPSchedule":
+    def linear(cls, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> VPSchedule:
         """ADM / DDPM linear betas; like guided-diffusion, the endpoints are given for T=1000 and
         rescaled by ``1000 / num_steps`` for other T."""
         scale = 1000.0 / num_steps
@@ -88,9 +89,12 @@ class VPSchedule(torch.nn.Module):
           drop the top of the schedule: samplers would start from pure noise at a timestep
           whose ``x_t`` is far from noise.
 
-        ``spacing="respaced"``: guided-diffusion's ``space_timesteps(T, [N])``,
-        ``t_i = round(i (T - 1) / (N - 1))`` (top ``T - 1``), the grid of the DPS code for any N.
-        The two agree at ``N = T``.
+        ``spacing="respaced"``: guided-diffusion's ``space_timesteps(T, [N])`` (top ``T - 1``), the
+        grid of the DPS code for any N: ``t_i = round(c_i)`` with ``c_0 = 0`` and
+        ``c_{i+1} = c_i + (T - 1) / (N - 1)`` accumulated in floating point, as the reference does
+        (``round(i (T - 1) / (N - 1))`` differs by one step for 278 of the 1000 step counts at
+        T = 1000, where the accumulated sum lands on the other side of a half). The two spacings
+        agree at ``N = T``.
         """
         T = self.num_steps
         if not 1 <= num_steps <= T:
@@ -102,13 +106,15 @@ class VPSchedule(torch.nn.Module):
             return [i * skip for i in range(num_steps - 1, -1, -1)]
         if num_steps == 1:
             return [0]  # guided-diffusion's single step
-        stride = (T - 1) / (num_steps - 1)
-        return [round(i * stride) for i in range(num_steps - 1, -1, -1)]
+        stride, position, steps = (T - 1) / (num_steps - 1), 0.0, []
+        for _ in range(num_steps):
+            steps.append(round(position))
+            position += stride
+        return steps[::-1]
 
 
 def seed_from(*parts: object) -> int:
     """A stable 63-bit seed from any printable parts (independent of PYTHONHASHSEED)."""
-    import hashlib
 
     digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)

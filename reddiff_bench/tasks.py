@@ -60,7 +60,7 @@ class Task:
     """What is measured and how: the same ``y`` for every solver of a sweep.
 
     ``published``: the settings the solvers' authors used for this kind of task (solver name ->
-    keyword -> value); the solver configs read them (``reddiff_bench.published``), the task keeps
+    keyword -> value); the solver configs read them (the ``published`` resolver of ``run.settings``), the task keeps
     them only to say where they came from."""
 
     def __init__(self, name: str, degradation: Degradation, noise: GaussianNoise | PoissonNoise,

@@ -17,7 +17,7 @@ timeout 180 $PY -m pytest -q -m cuda tests -p no:cacheprovider || status=1
 
 echo "== time per network call of the ImageNet-256 ADM (random weights, the same cost), batch 1 and 8"
 for batch in 1 8; do
-  timeout 60 $PY -m reddiff_bench.estimate +experiment=imagenet_inpaint --measure batch_size=$batch 2>&1 \
+  timeout 60 $PY -m reddiff_bench estimate +experiment=imagenet_inpaint --measure batch_size=$batch 2>&1 \
     | grep -E "^measured|^total" || status=1
 done
 

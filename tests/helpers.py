@@ -5,21 +5,16 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from reddiff_bench.run.settings import compose
 from reddiff_bench.solvers import SolverResult
-
-from .conftest import CONF
 
 
 def compose_config(overrides: list[str], run_dir: Path | None = None) -> DictConfig:
     """The root config with ``overrides``, Hydra's own node included (``${hydra:...}`` resolves)."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    cfg = compose(overrides)
     if run_dir is not None:
         with open_dict(cfg):
             cfg.hydra.runtime.output_dir = str(run_dir)

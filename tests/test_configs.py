@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from PIL import Image
 
 from reddiff_bench.errors import ConfigError
+from reddiff_bench.run.pipeline import instantiate_group
+from reddiff_bench.study.sweeps import expand_sweep
 
 from .conftest import CONF, SMALL_GMM
 from .helpers import compose_config
@@ -26,9 +31,13 @@ def image_root(tmp_path_factory):
     return root
 
 
-def test_every_group_has_options():
-    for group in GROUPS + ["experiment"]:
-        assert list((CONF / group).glob("*.yaml")), group
+def test_every_group_of_the_root_config_is_covered_by_the_compose_test():
+    """A group added to conf/config.yaml's defaults without a place in GROUPS would escape the
+    compose-and-instantiate test below."""
+    defaults = OmegaConf.load(CONF / "config.yaml").defaults
+    groups = {next(iter(d)) for d in defaults if isinstance(d, dict) or OmegaConf.is_dict(d)}
+    assert groups - {"paths", "hydra"} <= set(GROUPS), groups - set(GROUPS)
+    assert all(list((CONF / g).glob("*.yaml")) for g in GROUPS)
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
@@ -36,13 +45,13 @@ def test_option_composes_and_instantiates(group, option, image_root, tmp_path):
     overrides = [f"{group}={option}"] + (SMALL_GMM if group != "model" or option == "gmm_photos" else [])
     if group == "dataset":
         overrides.append(f"paths.data_dir={image_root}")
-        if "root" in compose_config(overrides).dataset.keys():
+        if "root" in compose_config(overrides).dataset.keys():  # noqa: SIM118 - a ??? value is not "in" a DictConfig
             overrides.append(f"dataset.root={image_root}")
     if group == "model":
         overrides.append(f"paths.checkpoint_dir={tmp_path}")
         if option == "adm_random":  # the smaller FFHQ architecture: the same code, a tenth of the memory
             overrides += ["model.checkpoint_name=adm_ffhq256", "model.image_size=32"]
-    if group == "task" and "path" in compose_config(overrides)[group].degradation.keys():
+    if group == "task" and "path" in compose_config(overrides)[group].degradation.keys():  # noqa: SIM118 - a ??? value is not "in" a DictConfig
         mask = tmp_path / "mask.png"  # tasks that read user files get one
         Image.fromarray((torch.rand(16, 16) > 0.5).numpy().astype("uint8") * 255).save(mask)
         overrides.append(f"task.degradation.path={mask}")
@@ -54,9 +63,7 @@ def test_option_composes_and_instantiates(group, option, image_root, tmp_path):
         # Real checkpoints are absent here: they must be refused with a clear message, not a traceback.
         overrides += ["model.download=false"] if "download" in downloads else ["model.local_files_only=true"]
         with pytest.raises(ConfigError):
-            from reddiff_bench.runner import _instantiate
-
-            _instantiate(compose_config(overrides)[group], group)
+            instantiate_group(compose_config(overrides)[group], group)
         return
     obj = instantiate(node, _convert_="all")
     if group == "optimizer":
@@ -70,16 +77,37 @@ def test_option_composes_and_instantiates(group, option, image_root, tmp_path):
         assert isinstance(image_id, str) and torch.isfinite(x).all()
         if x.ndim == 3:  # images; the Gaussian-mixture problems are vectors
             assert x.shape[0] == 3 and x.min() >= -1 and x.max() <= 1
-    elif group == "solver":
-        assert hasattr(obj, "solve")
+    elif group == "solver":  # the solver contract: solve(prior, operator, y, *, sigma_y, generators, callback)
+        params = inspect.signature(obj.solve).parameters
+        assert list(params)[:3] == ["prior", "operator", "y"]
+        assert {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY} >= {"sigma_y", "generators", "callback"}
     elif group == "task":
         assert obj.sigma_y >= 0
 
 
+def covering(jobs: list[list[str]]) -> list[list[str]]:
+    """Jobs of a sweep that together hold every value of every swept key (the full grid of a
+    preset has hundreds of jobs; each value failing alone is what this test is for)."""
+    seen: set[str] = set()
+    out = []
+    for job in jobs:
+        if set(job) - seen:
+            out.append(job)
+            seen |= set(job)
+    return out
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_composes(experiment):
-    cfg = compose_config([f"+experiment={experiment}"])
-    assert cfg.experiment_name == experiment
+def test_every_job_of_an_experiment_composes_and_builds_its_task_and_solver(experiment):
+    """Jobs of the preset's sweep (expanded as Hydra's sweeper would) that cover every swept value
+    compose, name their output folder after the preset, and build their task and solver."""
+    jobs = expand_sweep([f"+experiment={experiment}"])
+    assert jobs
+    for job in covering(jobs):
+        cfg = compose_config(job)
+        assert cfg.experiment_name == experiment  # outputs/<experiment>/...: presets never share a folder
+        instantiate(cfg.task, _convert_="all")
+        instantiate(cfg.solver, _convert_="all")
 
 
 PAPER_PRESETS = ["imagenet_inpaint", "imagenet_sr4", "ffhq_inpaint", "ffhq_sr4"]
@@ -102,15 +130,18 @@ def test_paper_presets_are_sweeps_over_the_four_solvers_at_their_published_setti
 
     cfg = compose_config([f"+experiment={preset}"])
     assert cfg.hydra.mode == RunMode.MULTIRUN  # a sweep from `python -m reddiff_bench +experiment=...`
-    assert cfg.hydra.sweeper.params.solver.split(",") == ["reddiff", "dps", "pgdm", "ddrm"]
+    assert [job[0] for job in expand_sweep([f"+experiment={preset}"])] == [
+        "solver=reddiff", "solver=dps", "solver=pgdm", "solver=ddrm"]
     assert cfg.task.noise.sigma_y == 0.0
     inpaint = "inpaint" in preset
     run = lambda solver: solver_settings([f"+experiment={preset}", f"solver={solver}"])  # noqa: E731
     reddiff = run("reddiff")
-    assert (reddiff["steps"], reddiff["lam"], reddiff["lr"], reddiff["output"]) == (1000, 0.25, 0.25, "before_last_step")
+    assert (reddiff["steps"], reddiff["lam"], reddiff["lr"], reddiff["output"]) == (1000, 0.25, 0.25,
+                                                                                    "before_last_step")
     assert reddiff["obs_mean"] == ("all" if inpaint else "measured")
     dps = run("dps")
-    assert (dps["steps"], dps["zeta"], dps["clip_x0"], dps["spacing"]) == (1000, 0.5 if inpaint else 0.3, True, "respaced")
+    assert (dps["steps"], dps["zeta"], dps["clip_x0"], dps["spacing"]) == (1000, 0.5 if inpaint else 0.3, True,
+                                                                           "respaced")
     pgdm = run("pgdm")
     assert (pgdm["steps"], pgdm["eta"], pgdm["start_t"], pgdm["weighting"]) == (1000, 1.0, 999, "reference")
     assert pgdm["paste_measured"] is inpaint
@@ -130,10 +161,12 @@ def test_published_settings_follow_the_task_and_yield_to_the_command_line():
     assert solver_settings(["solver=reddiff", "task=phase_retrieval"])["lr"] == 0.5
     assert solver_settings(["solver=pgdm", "task=inpaint_box"])["start_t"] is None
     assert solver_settings(["solver=dps", "task=inpaint_box", "solver.zeta=0.7"])["zeta"] == 0.7
-    assert solver_settings(["+experiment=imagenet_sr4", "solver=pgdm", "solver.weighting=paper"])["weighting"] == "paper"
+    assert solver_settings(["+experiment=imagenet_sr4", "solver=pgdm",
+                            "solver.weighting=paper"])["weighting"] == "paper"
     assert solver_settings(["+experiment=imagenet_sr4", "solver=reddiff", "optimizer.lr=0.5"])["lr"] == 0.5
     # the solvers' own defaults where nobody published anything
-    assert solver_settings(["solver=reddiff", "task=sr4"])["lr"] == 0.1 and solver_settings(["solver=pgdm"])["weighting"] == "paper"
+    assert solver_settings(["solver=reddiff",
+                            "task=sr4"])["lr"] == 0.1 and solver_settings(["solver=pgdm"])["weighting"] == "paper"
 
 
 def test_the_demo_and_gmm_presets_are_sweeps_without_dash_m():

@@ -32,7 +32,7 @@ def test_image_folder_order_ids_and_adm_preprocessing(tree):
     ds = ImageFolder(str(tree), size=16)
     assert [ds.image_id(i) for i in range(len(ds))] == ["n01440764__a", "n01443537__a", "n01484850__a"]
     image_id, x = ds[2]
-    assert x.shape == (3, 16, 16) and -1 <= x.min() and x.max() <= 1
+    assert x.shape == (3, 16, 16) and x.min() >= -1 and x.max() <= 1
     # ADM: resize the shorter side to 16 (bicubic, antialiased), then centre crop
     with Image.open(tree / "n01484850" / "a.png") as im:
         ref = im.convert("RGB").resize((16, int(50 * 16 / 30)), Image.BICUBIC)  # longer side truncated, as torchvision
@@ -73,7 +73,7 @@ def test_photos_serve_held_out_crops_only():
 
 @pytest.mark.parametrize("skip", [False, True])
 def test_a_corrupt_file_stops_clearly_or_becomes_a_row(tree, tmp_path, skip):
-    from reddiff_bench.runner import run
+    from reddiff_bench.run.pipeline import run
 
     (tree / "n01443537" / "a.png").write_bytes(b"not an image")
     run_dir = tmp_path / "run"

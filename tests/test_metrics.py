@@ -47,7 +47,6 @@ def test_data_consistency_is_one_for_pure_noise_residual():
 import math  # noqa: E402
 import urllib.error  # noqa: E402
 
-
 from reddiff_bench.metrics.fid import frechet_distance, gaussian_stats, kernel_inception_distance  # noqa: E402
 from reddiff_bench.metrics.suite import MetricSuite  # noqa: E402
 
@@ -151,7 +150,7 @@ def test_suite_fid_and_top1_with_random_networks(monkeypatch):
     summary = suite.finalize(images)
     assert summary["fid"] == pytest.approx(0.0, abs=1e-3) and summary["fid_num_images"] == 6  # rank-deficient sqrtm
     assert "fid_warning" in summary
-    assert fid_module.FEATURE_EXTRACTOR == summary["fid_features"]
+    assert summary["fid_features"] == fid_module.FEATURE_EXTRACTOR
 
 
 def test_sliced_wasserstein_identities():
@@ -174,6 +173,7 @@ def test_sliced_wasserstein_identities():
 def test_sliced_wasserstein_matches_pot_on_the_same_directions():
     """POT's ot.sliced_wasserstein_distance (p = 2) is the reference the GMM-benchmark code uses."""
     import ot
+
     from reddiff_bench.metrics.distribution import sliced_wasserstein
 
     g = torch.Generator().manual_seed(3)

@@ -3,6 +3,7 @@ checkpoint resolution."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -15,17 +16,36 @@ from reddiff_bench.priors.checkpoints import REGISTRY, resolve_checkpoint
 
 from .adm_layout import adm_layout
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "adm_small_reference.pt"
-needs_fixture = pytest.mark.skipif(not FIXTURE.is_file(), reason=f"fixture {FIXTURE} not present")
+FIXTURES = Path(__file__).parent / "fixtures" / "adm"
+
+
+def _recorder():
+    """tests/fixtures/adm/record.py: the weight recipe of the recorded cases."""
+    spec = importlib.util.spec_from_file_location("adm_record", FIXTURES / "record.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RECORDED = torch.load(FIXTURES / "adm_reference.pt", map_location="cpu", weights_only=False)["cases"]
+
+
+def case(name: str) -> dict:
+    """A recorded guided-diffusion network: its flags, its weights (rebuilt by the recipe), input
+    and output."""
+    recorded = RECORDED[name]
+    return {**recorded, "state_dict": _recorder().weights(recorded["shapes"], recorded["seed"])}
 
 
 @pytest.fixture(scope="module")
 def reference():
-    return torch.load(FIXTURE, map_location="cpu", weights_only=False)
+    return case("head_channels")
 
 
-@needs_fixture
-def test_converter_reproduces_the_reference_network(reference):
+@pytest.mark.parametrize("name", sorted(RECORDED))
+def test_converter_reproduces_the_reference_network(name):
+    """The official network's output, to float32 rounding (a correct conversion lands near 1e-6)."""
+    reference = case(name)
     model = build_unet(reference["state_dict"], ADMFlags.from_dict(reference["config"]))
     with torch.no_grad():
         out = model(reference["x"], reference["t"]).sample
@@ -33,10 +53,11 @@ def test_converter_reproduces_the_reference_network(reference):
     assert rel < 1e-5, rel
 
 
-@needs_fixture
-def test_layout_generator_matches_the_reference_layout(reference):
+@pytest.mark.parametrize("name", sorted(RECORDED))
+def test_layout_generator_matches_the_reference_layout(name):
+    reference = RECORDED[name]
     ours = adm_layout(ADMFlags.from_dict(reference["config"]))
-    assert ours == [(name, tuple(shape)) for name, shape in reference["shapes"]]
+    assert ours == [(key, tuple(shape)) for key, shape in reference["shapes"]]
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
@@ -62,11 +83,10 @@ def test_wrong_flags_are_reported_not_silently_converted():
         convert_state_dict(state, wrong)
 
 
-@needs_fixture
 def test_convert_cli_writes_a_loadable_directory(reference, tmp_path):
     from diffusers import UNet2DModel
 
-    from reddiff_bench.convert_adm import main
+    from reddiff_bench.cli.convert_adm import main
 
     checkpoint = tmp_path / "adm.pt"
     torch.save(reference["state_dict"], checkpoint)
@@ -99,7 +119,8 @@ def test_diffusers_prior_from_a_local_save_pretrained_directory(tmp_path):
 
     torch.manual_seed(0)
     unet = UNet2DModel(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(32, 64),
-                       down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D",
+                                                                                            "UpBlock2D"),
                        layers_per_block=1)
     unet.save_pretrained(str(tmp_path / "unet"))
     DDPMScheduler(num_train_timesteps=500, beta_schedule="scaled_linear").save_pretrained(str(tmp_path / "scheduler"))
@@ -146,11 +167,10 @@ def test_missing_checkpoint_errors_name_url_file_and_key(tmp_path):
 
 def test_training_command_writes_a_loadable_prior_with_a_model_card(tmp_path):
     from hydra import compose, initialize_config_dir
-
     from omegaconf import OmegaConf
 
     from reddiff_bench.priors.diffusers_prior import diffusers_prior
-    from reddiff_bench.train import evaluate, train
+    from reddiff_bench.run.train import evaluate, train
 
     from .conftest import CONF
 
@@ -184,7 +204,7 @@ def test_heldout_ddpm_loss_of_the_exact_gaussian_denoiser():
     """For x0 ~ N(0, s^2 I) the exact denoiser's eps error at t has the closed form
     abar s^2 / (abar s^2 + 1 - abar) per pixel; the held-out loss averages it over stratified t."""
     from reddiff_bench.diffusion import VPSchedule
-    from reddiff_bench.train import heldout_loss
+    from reddiff_bench.run.train import heldout_loss
 
     schedule, s2 = VPSchedule.linear(1000), 0.3
     crops = torch.randn(500, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * s2**0.5
@@ -205,7 +225,7 @@ def test_empirical_posterior_mean_is_the_stable_target_over_the_same_crops():
     """E[x0 | x_t] over a set of crops equals the (separately tested) stable target whose candidates
     are the same crops: one of them as the batch's own crop, the rest as reference."""
     from reddiff_bench.diffusion import VPSchedule
-    from reddiff_bench.train import empirical_posterior_mean, stable_target
+    from reddiff_bench.run.train import empirical_posterior_mean, stable_target
 
     schedule = VPSchedule.linear(1000)
     g = torch.Generator().manual_seed(0)
@@ -220,7 +240,7 @@ def test_empirical_posterior_mean_is_the_stable_target_over_the_same_crops():
 def test_training_augmentations_and_learning_rate_schedule():
     from omegaconf import OmegaConf
 
-    from reddiff_bench.train import augment, learning_rate
+    from reddiff_bench.run.train import augment, learning_rate
 
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
     g = torch.Generator().manual_seed(0)
@@ -245,8 +265,8 @@ def test_training_augmentations_and_learning_rate_schedule():
 def test_training_crops_come_from_the_chosen_scales(monkeypatch):
     from omegaconf import OmegaConf
 
-    from reddiff_bench import train
     from reddiff_bench.data.photos import TRAIN_PHOTOS
+    from reddiff_bench.run import train
 
     calls = []
     real = train.random_crops
@@ -271,7 +291,7 @@ def test_training_crops_come_from_the_chosen_scales(monkeypatch):
 def test_training_timesteps_focus_on_the_chosen_range():
     from omegaconf import OmegaConf
 
-    from reddiff_bench.train import sample_timesteps
+    from reddiff_bench.run.train import sample_timesteps
 
     g = torch.Generator().manual_seed(0)
     uniform = sample_timesteps(100_000, OmegaConf.create({"t_focus": [150, 850], "t_focus_fraction": 0.0}), g)
@@ -288,7 +308,7 @@ def test_stable_target_is_the_posterior_mean_over_the_candidates():
     """The stable target equals the definition: candidates {x0_i} + reference weighted by the
     Gaussian likelihood of x_t, computed here term by term with torch.distributions."""
     from reddiff_bench.diffusion import VPSchedule
-    from reddiff_bench.train import stable_target
+    from reddiff_bench.run.train import stable_target
 
     schedule = VPSchedule.linear(1000)
     g = torch.Generator().manual_seed(0)
@@ -311,7 +331,7 @@ def test_stable_target_is_the_posterior_mean_over_the_candidates():
 def test_stable_target_reference_pool():
     from omegaconf import OmegaConf
 
-    from reddiff_bench.train import reference_pool
+    from reddiff_bench.run.train import reference_pool
 
     cfg = OmegaConf.create({"scale": 0.5, "size": 8, "batch_size": 4, "augment": "hflip",
                             "stf_reference": 16, "stf_pool": 1500})
@@ -333,6 +353,7 @@ def test_v_target_and_its_inverse_round_trip():
     assert torch.allclose(x0_back, x0, atol=1e-5) and torch.allclose(eps_back, eps, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_bundled_prior_against_the_gmm_prior_on_fresh_heldout_crops():
     """The committed photos_unet16 prior (conf/model/photos_unet16.yaml) against the exact denoiser of
     the gmm_photos prior (conf/model/gmm_photos.yaml), on held-out crops and noise the model card did
@@ -345,7 +366,7 @@ def test_the_bundled_prior_against_the_gmm_prior_on_fresh_heldout_crops():
     from omegaconf import OmegaConf
 
     from reddiff_bench.data.photos import HELDOUT_PHOTOS, random_crops
-    from reddiff_bench.train import denoising_error, heldout_loss
+    from reddiff_bench.run.train import denoising_error, heldout_loss
 
     from .conftest import CONF
 
@@ -367,5 +388,5 @@ def test_the_bundled_prior_against_the_gmm_prior_on_fresh_heldout_crops():
 def test_a_missing_bundled_prior_names_the_training_command():
     from reddiff_bench.priors.diffusers_prior import bundled_prior
 
-    with pytest.raises(ConfigError, match="python -m reddiff_bench.train out_dir="):
+    with pytest.raises(ConfigError, match="python -m reddiff_bench train out_dir="):
         bundled_prior("no_such_prior")

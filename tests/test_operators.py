@@ -35,7 +35,7 @@ def small_overrides(task_name: str, side: int = SHAPE[-1]) -> list[str]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_task(task_name: str, side: int):
     """The task of conf/task/<task_name>.yaml, fitted to side x side images (composed once)."""
     cfg = compose_config([f"task={task_name}"] + small_overrides(task_name, side))
@@ -143,11 +143,30 @@ def test_batched_operator_equals_per_image_operators(task_name):
         assert torch.allclose(op.init_estimate(y)[k : k + 1], single.init_estimate(y[k : k + 1]), atol=1e-8)
 
 
+# what each task draws per image (saved under measurements/ and hashed into the row), and whether it
+# differs between images (a seeded random mask or kernel) or is the same for all (a fixed one)
+ARTIFACTS = {
+    "deblur_gauss": (["kernel"], False), "deblur_motion": (["kernel"], True), "deblur_uniform": (["kernel"], False),
+    "inpaint_box": (["mask"], False), "inpaint_file": (["mask"], False), "inpaint_half": (["mask"], False),
+    "inpaint_freeform_10_20": (["mask"], True), "inpaint_freeform_20_30": (["mask"], True),
+    "inpaint_random": (["mask"], True), "inpaint_random_box": (["mask"], True),
+    "sr4_then_inpaint": (["then.mask"], True),
+}
+
+
 @pytest.mark.parametrize("task_name", TASKS)
-def test_artifacts_are_deterministic_and_hashed(task_name):
+def test_artifacts_are_deterministic_per_image_and_hashed(task_name):
+    """Each task draws exactly the artifacts it declares (none for the others); they come back the
+    same from the same (seed, task, image id), differ between images where they are random, and any
+    change to them changes their hash."""
     task, artifacts, _ = build(task_name, ids=("a", "b"))
+    names, per_image = ARTIFACTS.get(task_name, ([], False))
+    assert sorted(artifacts[0]) == names
+    if not names:
+        return
     again = task.sample_artifacts(SHAPE, make_generator(0, "artifacts", task_name, "a"))
     assert tensor_hash(again) == tensor_hash(artifacts[0])
+    assert (tensor_hash(artifacts[0]) != tensor_hash(artifacts[1])) == per_image
     for name, tensor in artifacts[0].items():
         changed = copy.deepcopy(artifacts[0])
         changed[name] = tensor.clone().flatten().roll(1).reshape(tensor.shape) + 1

@@ -3,17 +3,39 @@ replays of trajectories recorded with the official implementations (tests/fixtur
 
 from __future__ import annotations
 
+import functools
+import gzip
+import importlib
+import itertools
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
-from reddiff_bench.diffusion import VPSchedule
+from reddiff_bench.diffusion import VPSchedule, make_generator
+
+GRIDS = Path(__file__).parent / "fixtures" / "grid" / "space_timesteps.json.gz"
 
 
-def guided_diffusion_respacing(T: int, n: int) -> list[int]:
-    """guided-diffusion's ``space_timesteps(T, [n])`` (the DPS code's grid), written out from its
-    definition: ``round(i * (T - 1) / (n - 1))`` for i = 0..n-1."""
-    stride = (T - 1) / (n - 1) if n > 1 else 1
-    return sorted({round(i * stride) for i in range(n)})
+def guided_diffusion_grid(T: int, n: int) -> list[int]:
+    """``sorted(space_timesteps(T, [n]))`` as guided-diffusion returned it (recorded by
+    tests/fixtures/grid/record.py from the official code)."""
+    return list(itertools.accumulate(recorded_grids()[str(T)][str(n)]))
+
+
+@functools.cache
+def recorded_grids() -> dict:
+    return json.loads(gzip.decompress(GRIDS.read_bytes()))["grids"]
+
+
+@pytest.mark.parametrize("T", [1000, 250])
+def test_the_respaced_grid_is_guided_diffusions_for_every_step_count(T):
+    """Regression: the grid was ``round(i (T - 1) / (n - 1))``, one step off guided-diffusion's
+    accumulated stride for 278 of the 1000 step counts at T = 1000 (64 of 250 at T = 250)."""
+    schedule = VPSchedule.linear(T)
+    wrong = [n for n in range(1, T + 1) if sorted(schedule.timesteps(n, "respaced")) != guided_diffusion_grid(T, n)]
+    assert wrong == []
 
 
 @pytest.mark.parametrize("T", [1000, 250])
@@ -33,7 +55,7 @@ def test_the_timestep_grid_always_starts_at_the_top_of_the_schedule(T):
             assert ts[0] == T - T // n
         else:
             assert ts[0] == T - 1
-            assert ts == guided_diffusion_respacing(T, n)[::-1]
+            assert ts == guided_diffusion_grid(T, n)[::-1]
     for bad in (0, -5, T + 1):
         with pytest.raises(ValueError, match="num_steps"):
             schedule.timesteps(bad)
@@ -49,14 +71,10 @@ def test_the_steps_the_issue_measured_now_start_from_noise():
 
 # --- replays of the official code's trajectories (tests/fixtures/parity/README.md) -------------------
 
-import functools  # noqa: E402
-import importlib  # noqa: E402
-from pathlib import Path  # noqa: E402
-
 FIXTURES = Path(__file__).parent / "fixtures" / "parity"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def parity_records(name: str) -> tuple[dict, ...]:
     return tuple(torch.load(FIXTURES / name, weights_only=False)["records"])
 
@@ -83,7 +101,7 @@ def build_operator(record: dict):
     return MaskOperator(record["artifacts"]["mask"][None])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shipped_prior(dtype: torch.dtype):
     from reddiff_bench.priors.diffusers_prior import bundled_prior
 
@@ -211,10 +229,23 @@ def test_dps_clips_x0_hat_to_the_data_range_as_the_official_sampler():
 
 
 def test_dps_never_clips_vectors():
-    """The Gaussian-mixture track's vectors have no data range: clip_x0 must not touch them."""
+    """The Gaussian-mixture track's vectors have no data range: clip_x0 must not touch them. On the
+    grid mixture (means up to 16 away from 0) DPS's samples leave [-1, 1] by far, and clip_x0 on or
+    off gives the same samples."""
+    from reddiff_bench.operators import DenseOperator
     from reddiff_bench.priors.gmm import grid_gmm_prior
+    from reddiff_bench.solvers import DPS
 
-    assert grid_gmm_prior(8).data_range is None
+    prior = grid_gmm_prior(8)
+    assert prior.data_range is None
+    g = torch.Generator().manual_seed(0)
+    op = DenseOperator(torch.randn(1, 2, 8, generator=g))
+    y = op(16 * torch.ones(1, 8))
+    draws = {clip: DPS(steps=20, clip_x0=clip).solve(prior, op, y.expand(4, -1), sigma_y=0.1,
+                                                      generators=[make_generator(0, k) for k in range(4)]).x0
+             for clip in (True, False)}
+    assert draws[True].abs().max() > 4
+    assert torch.equal(draws[True], draws[False])
 
 
 def test_pgdm_reference_weighting_ignores_sigma_y_and_the_paper_weighting_does_not(photo_prior, photo_batch):

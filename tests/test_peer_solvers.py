@@ -13,7 +13,6 @@ from reddiff_bench.operators.base import Operator
 from reddiff_bench.priors.gmm import grid_gmm_prior
 from reddiff_bench.solvers import DAPS, DDIM, DDNM, DiffPIR, MCGdiff
 from reddiff_bench.solvers.daps import edm_sigmas, nearest_timesteps
-from reddiff_bench.solvers.sampling import spectral_measurement
 
 from .test_solvers import gaussian_prior, problem
 
@@ -74,6 +73,7 @@ def test_noiseless_ddnm_and_mcgdiff_reproduce_the_measurement():
         assert torch.allclose(op(out), y.expand(50, -1), atol=0.03), (type(solver).__name__, (op(out) - y).abs().max())
 
 
+@pytest.mark.slow
 def test_mcgdiff_error_shrinks_as_particles_grow():
     """Grid mixture (25 modes) in d = 8, d_y = 2, sigma_y = 0.1, 4 problems: the posterior's mass
     sits on a few modes whose weights one guided particle cannot get right; the SMC's resampling
@@ -92,28 +92,25 @@ def test_mcgdiff_error_shrinks_as_particles_grow():
     assert many < 0.75 * one, (one, many)
 
 
-@pytest.mark.parametrize("solver,nfe,vjp", [
-    (DDNM(steps=30), 30, 0),
-    (DiffPIR(steps=30), 30, 0),
-    (DAPS(annealing_steps=6, ode_steps=3, langevin_steps=4), 6 * 3, 0),
-    (MCGdiff(steps=30, particles=5), None, 0),
-], ids=["ddnm", "diffpir", "daps", "mcgdiff"])
-def test_cost_counts(solver, nfe, vjp):
-    """NFE per output sample: one per step; DAPS: its ODE steps at each level (the lowest levels
-    may need fewer); MCGdiff: one per particle and step of its grid (the 30 steps plus the
-    measurement's noise levels), plus the final denoising. No solver backpropagates through the
-    network (DAPS's Langevin steps differentiate the operator only)."""
+@pytest.mark.parametrize("solver,sigma_y,nfe,vjp", [
+    (DDNM(steps=30), 0.1, 30, 0),
+    (DiffPIR(steps=30), 0.1, 30, 0),
+    (DAPS(annealing_steps=6, ode_steps=3, langevin_steps=4), 0.1, 6 * 3, 0),
+    # noiseless: the 30 steps of the grid alone, 5 particles on the 29 transitions, one final call
+    (MCGdiff(steps=30, particles=5), 0.0, 5 * 29 + 1, 0),
+    # sigma_y = 0.1 and two singular values: two measurement levels sigma_y / s_i, each a timestep
+    # between the grid's 30, join it (32 steps, 31 transitions)
+    (MCGdiff(steps=30, particles=5), 0.1, 5 * 31 + 1, 0),
+], ids=["ddnm", "diffpir", "daps", "mcgdiff-noiseless", "mcgdiff-noisy"])
+def test_cost_counts(solver, sigma_y, nfe, vjp):
+    """NFE per output sample, counted by the prior: one per step; DAPS: its ODE steps at each
+    level; MCGdiff: one per particle and transition of its grid (the steps plus the measurement's
+    noise levels), plus the final denoising. No solver backpropagates through the network
+    (DAPS's Langevin steps differentiate the operator only)."""
     prior = gaussian_prior()
-    op, y, _, _ = problem(prior, 2, 0.1, seed=0)
+    op, y, _, _ = problem(prior, 2, sigma_y, seed=0)
     prior.counter.reset()
-    solver.solve(prior, op, y.expand(3, -1), sigma_y=0.1, generators=[make_generator(0, j) for j in range(3)])
-    if isinstance(solver, MCGdiff):
-        measured, _, level = spectral_measurement(op, y, 0.1)
-        grid = solver.grid(prior, level[measured])
-        nfe = solver.particles * (len(grid) - 1) + 1
-    if isinstance(solver, DAPS):
-        assert prior.counter.nfe <= nfe
-        nfe = prior.counter.nfe
+    solver.solve(prior, op, y.expand(3, -1), sigma_y=sigma_y, generators=[make_generator(0, j) for j in range(3)])
     assert (prior.counter.nfe, prior.counter.vjp) == (nfe, vjp)
 
 

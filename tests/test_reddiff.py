@@ -10,8 +10,8 @@ import torch
 from reddiff_bench.diffusion import make_generator
 from reddiff_bench.operators import BlockAverageSR, BoxInpainting, operator_matrix, support_values
 from reddiff_bench.solvers import PseudoInverse, REDDiff, REDDiffParallel
+from reddiff_bench.solvers.weighting import Constant, SigmaOverAlpha
 from reddiff_bench.tasks import GaussianNoise, Task
-from reddiff_bench.weighting import Constant, SigmaOverAlpha
 
 SIGMA_Y = 0.05
 
@@ -41,7 +41,8 @@ def solve(solver, prior, op, y, ids, seed=0):
 
 
 @pytest.mark.parametrize("degradation,name", [(BoxInpainting(0.5), "inpaint_box"), (BlockAverageSR(4), "sr4")])
-def test_reddiff_ends_closer_to_the_exact_posterior_mean_than_its_pinv_start(photo_prior, photo_batch, degradation, name):
+def test_reddiff_ends_closer_to_the_exact_posterior_mean_than_its_pinv_start(photo_prior, photo_batch, degradation,
+                                                                             name):
     ids, x, task, artifacts, op, y = problem(photo_batch, degradation, name)
     post_mean = posterior_means(photo_prior, task, artifacts, y, tuple(x.shape[1:]))
     start = solve(PseudoInverse(), photo_prior, op, y, ids)
@@ -118,7 +119,8 @@ def test_reddiff_timestep_orders_and_weighting_vanish_where_expected(photo_prior
     assert asc[:, 0].tolist() == desc[:, 0].flip(0).tolist()
     rnd = REDDiff(steps=10, order="random")._timesteps(photo_prior, gens, "cpu")
     assert sorted(rnd[:, 0].tolist()) == sorted(desc[:, 0].tolist()) and rnd[:, 0].tolist() != rnd[:, 1].tolist()
-    w = SigmaOverAlpha()(photo_prior.schedule.alpha(torch.tensor([0, 999])), photo_prior.schedule.sigma(torch.tensor([0, 999])))
+    w = SigmaOverAlpha()(photo_prior.schedule.alpha(torch.tensor([0, 999])),
+                         photo_prior.schedule.sigma(torch.tensor([0, 999])))
     assert w[0] < 0.011 and w[1] > 100  # vanishes at t=0, large at t=T
 
 

@@ -5,7 +5,8 @@ import math
 import pandas as pd
 import pytest
 
-from reddiff_bench.report import collect, main, pivot_table, summary_table
+from reddiff_bench.cli.report import main
+from reddiff_bench.study.report import collect, pivot_on, render, summary
 
 
 def write_runs(root):
@@ -25,31 +26,35 @@ def write_runs(root):
 
 def test_summary_means_intervals_and_failures(tmp_path):
     write_runs(tmp_path)
-    table = summary_table(collect(tmp_path), ["task", "solver"])
-    row = table[(table.task == "t2") & (table.solver == "b")].iloc[0]
-    assert row.sw_to_posterior == pytest.approx(12.0) and row.images == 3
-    assert table[(table.task == "t1") & (table.solver == "a")].iloc[0].failed == 1
-    ci = summary_table(collect(tmp_path), ["task", "solver"], ci=True)
+    table = summary(collect(tmp_path), ["task", "solver"])
+    assert table.mean.loc[("t2", "b"), "sw_to_posterior"] == pytest.approx(12.0)
+    assert table.count.loc[("t2", "b")] == 3
+    assert table.counts["failed"].loc[("t1", "a")] == 1 and ("t2", "a") not in table.counts["failed"].index
     half = 1.96 * 1.0 / math.sqrt(3)  # std of (0, 1, 2) is 1
-    assert ci.loc[0, "sw_to_posterior"] == f"{1.0:.4g} ± {half:.2g}"
+    assert table.half.loc[("t1", "a"), "sw_to_posterior"] == pytest.approx(half)
+    text = render(table)
+    assert f"| t1 | a | 3 | **1 ± {half:.2g}** | 1 |" in text  # the best bold; the failed image after the metric
+    assert "| t2 | a | 3 | 2 | 0 |" in render(table, intervals=False)  # means alone
+    csv = pd.read_csv(pd.io.common.StringIO(render(table, "csv")))
+    assert list(csv.columns) == ["task", "solver", "sw_to_posterior_mean", "sw_to_posterior_ci95", "images", "failed"]
+    assert r"\toprule" in render(table, "latex")
 
 
 def test_pivot_puts_solvers_in_columns(tmp_path):
     write_runs(tmp_path)
-    grid = pivot_table(summary_table(collect(tmp_path), ["task", "solver"]), "solver", "sw_to_posterior")
-    assert list(grid.columns) == ["task", "a", "b"]
-    grid = pivot_table(summary_table(collect(tmp_path), ["task", "solver"]), "solver", "sw_to_posterior", order=["b", "a"])
-    assert list(grid.columns) == ["task", "b", "a"]
-    assert grid.set_index("task").loc["t2", "b"] == pytest.approx(12.0)
+    grid = pivot_on(summary(collect(tmp_path), ["task", "solver"]), "solver", "sw_to_posterior")
+    assert grid.metrics == ["a", "b"] and grid.groups == ["task"]
+    assert grid.mean.loc["t2", "b"] == pytest.approx(12.0)
     with pytest.raises(ValueError, match="add 'seed' to --group"):
-        pivot_table(summary_table(collect(tmp_path), ["task", "solver"]), "seed", "sw_to_posterior")
+        pivot_on(summary(collect(tmp_path), ["task", "solver"]), "seed", "sw_to_posterior")
 
 
 def test_cli_prints_the_grid_and_names_bad_input(tmp_path, capsys):
     write_runs(tmp_path)
-    assert main([str(tmp_path), "--pivot", "solver", "--value", "sw_to_posterior", "--ci"]) == 0
+    assert main([str(tmp_path), "--pivot", "solver", "--value", "sw_to_posterior"]) == 0
     out = capsys.readouterr().out
-    assert "| task" in out and "11 ± 1.1" in out
+    assert "| task | images | a ↓ | b ↓ |" in out  # a solver per column, the metric's direction in each header
+    assert "| t2 | 3 | **2 ± 1.1** | 12 ± 1.1 |" in out  # lower is better: the best of each row is bold
     assert main([str(tmp_path / "missing")]) == 2
     assert "no metrics.csv below" in capsys.readouterr().err
     with pytest.raises(SystemExit):

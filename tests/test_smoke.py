@@ -19,7 +19,7 @@ TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml") if p.stem != "rand
 SOLVERS = sorted(p.stem for p in (CONF / "solver").glob("*.yaml"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def solver_for(name: str):
     cfg = compose_config([f"solver={name}"])
     small = {"steps": 4, "annealing_steps": 3, "ode_steps": 2, "langevin_steps": 2, "particles": 3,
@@ -30,28 +30,35 @@ def solver_for(name: str):
     return instantiate(cfg.solver, _convert_="all")
 
 
-@pytest.mark.parametrize("task_name", TASKS)
-def test_task_runs_under_every_solver_that_supports_it(task_name, photo_prior, photo_batch):
-    ids, x = photo_batch
-    ids, x = ids[:2], x[:2]
+@functools.cache
+def measured(task_name: str, ids: tuple[str, ...], x: torch.Tensor):
     cfg = compose_config([f"task={task_name}"] + small_overrides(task_name, 16))
     task = instantiate(cfg.task, _convert_="all")
     shape = tuple(x.shape[1:])
     artifacts = [task.sample_artifacts(shape, make_generator(0, "artifacts", i)) for i in ids]
     op = task.operator(artifacts, shape)
     y = task.measure(op, x, [make_generator(0, "noise", i) for i in ids])
+    return task, op, y
+
+
+@pytest.mark.parametrize("solver_name", SOLVERS)
+@pytest.mark.parametrize("task_name", TASKS)
+def test_task_runs_under_every_solver_that_supports_it(task_name, solver_name, photo_prior, photo_batch):
+    """One test per (task, solver): a failure names its pair and hides no other."""
+    ids, x = photo_batch
+    ids, x = tuple(ids[:2]), x[:2]
+    task, op, y = measured(task_name, ids, x)
     assert torch.isfinite(y).all()
-    for name in SOLVERS:
-        solver = solver_for(name)
-        check = getattr(solver, "check", None)
-        if check is not None and not isinstance(op, SVDOperator):
-            with pytest.raises(ValueError, match="SVD"):
-                check(op)
-            continue
-        out = solver.solve(photo_prior, op, y, sigma_y=task.sigma_y,
-                           generators=[make_generator(0, "solver", i) for i in ids]).x0
-        assert out.shape == x.shape, (task_name, name)
-        assert torch.isfinite(out).all(), (task_name, name)
+    solver = solver_for(solver_name)
+    check = getattr(solver, "check", None)
+    if check is not None and not isinstance(op, SVDOperator):
+        with pytest.raises(ValueError, match="SVD"):
+            check(op)
+        return
+    out = solver.solve(photo_prior, op, y, sigma_y=task.sigma_y,
+                       generators=[make_generator(0, "solver", i) for i in ids]).x0
+    assert out.shape == x.shape
+    assert torch.isfinite(out).all()
 
 
 @pytest.mark.slow

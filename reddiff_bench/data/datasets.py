@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from ..checks import check_number
 from ..errors import ConfigError
-from ..validate import check_number
 from .photos import HELDOUT_PHOTOS, crop_positions, photo_tensor
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".JPEG", ".bmp", ".webp", ".tif", ".tiff")
@@ -67,8 +68,7 @@ class PhotoCrops:
 
 def load_image(path: Path, size: int) -> Tensor:
     """ADM preprocessing: resize the shorter side to ``size`` (bicubic, antialiased), centre crop."""
-    import torchvision.transforms.functional as TF
-    from PIL import Image, UnidentifiedImageError
+    import torchvision.transforms.functional as TF  # heavy, optional: imported when used
 
     try:
         with Image.open(path) as im:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from ..checks import check_number
 from ..diffusion import make_generator
 from ..priors.gmm import grid_gmm_prior
-from ..validate import check_number
 
 
 class GMMProblems:

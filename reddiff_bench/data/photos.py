@@ -15,7 +15,7 @@ from torch import Tensor
 
 
 def _skimage_photo(name: str) -> np.ndarray:
-    import skimage.data
+    import skimage.data  # heavy, optional: imported when used
 
     if name == "motorcycle_left":
         return skimage.data.stereo_motorcycle()[0]

@@ -14,14 +14,15 @@ from .weights import MetricUnavailable, describe_missing, download_timeout
 class ResNet50Top1(torch.nn.Module):
     def __init__(self, random_weights: bool = False):
         super().__init__()
-        from torchvision.models import ResNet50_Weights, resnet50
+        from torchvision.models import ResNet50_Weights, resnet50  # heavy, optional: imported when used
 
         weights = None if random_weights else ResNet50_Weights.IMAGENET1K_V1
         try:
             with download_timeout():
                 self.model = resnet50(weights=weights).eval()
         except Exception as err:
-            raise MetricUnavailable(describe_missing("ResNet-50 top-1", ResNet50_Weights.IMAGENET1K_V1.url, err)) from err
+            raise MetricUnavailable(describe_missing("ResNet-50 top-1", ResNet50_Weights.IMAGENET1K_V1.url,
+                                                     err)) from err
         self.model.requires_grad_(False)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))

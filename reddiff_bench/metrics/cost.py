@@ -1,4 +1,4 @@
-"""Cost accounting: wall time and peak memory of a solve.
+"""Cost accounting: wall time and peak memory of a solve, and the timer of bare network calls.
 
 * CUDA: ``torch.cuda.max_memory_allocated`` over the solve (peak tensor memory on the device,
   weights included), after ``reset_peak_memory_stats``; timings are synchronised.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -53,7 +54,7 @@ class CostMeter:
         self.result = CostMeasurement()
         self._reset_ok = False
 
-    def __enter__(self) -> "CostMeter":
+    def __enter__(self) -> CostMeter:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -77,3 +78,36 @@ class CostMeter:
             else:
                 self.result.peak_mem_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 self.result.peak_mem_kind = "cpu_lifetime_maxrss"
+
+
+def best_of(call: Callable[[], object], device: torch.device, repeats: int,
+            warm_up: bool = True) -> tuple[float, float]:
+    """The best (seconds, peak MiB) of ``repeats`` metered calls of ``call`` (after one warm-up
+    call): the one timer of the bench and of the GPU-hours estimate."""
+    if warm_up:
+        call()
+    best_time, best_mem = float("inf"), float("inf")
+    for _ in range(repeats):
+        with CostMeter(device) as cost:
+            call()
+        best_time = min(best_time, cost.result.seconds)
+        best_mem = min(best_mem, cost.result.peak_mem_mb)
+    return best_time, best_mem
+
+
+def network_calls(prior, batch: int, steps: int, vjp: bool, device: torch.device, t: int = 500) -> Callable[[], None]:
+    """``steps`` bare calls of ``prior``'s network on a batch of ``batch`` noise images at timestep
+    ``t``: forward only, or forward and one vector-Jacobian product (the floor of a solver's cost)."""
+    x = torch.randn(batch, *prior.image_shape, device=device)
+
+    def call() -> None:
+        for _ in range(steps):
+            if vjp:
+                x_t = x.detach().requires_grad_(True)
+                out = prior.predict(x_t, t).x0
+                torch.autograd.grad(out, x_t, grad_outputs=torch.ones_like(out))
+            else:
+                with torch.no_grad():
+                    prior.predict(x, t)
+
+    return call

@@ -26,7 +26,8 @@ def sliced_distances(x: Tensor, y: Tensor, n_projections: int = 10_000, generato
       Gaussian-mixture code tabulates as its sliced Wasserstein distance.
     """
     if x.shape != y.shape or x.ndim != 2:
-        raise ValueError(f"two sample sets of the same shape (n, d) expected, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(f"two sample sets of the same shape (n, d) expected, got {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
     x, y = x.double(), y.double()
     sq, ab, done = 0.0, 0.0, 0
     while done < n_projections:

@@ -61,7 +61,7 @@ class InceptionFeatures(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
+        from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3  # heavy, optional: imported when used
 
         try:
             with download_timeout():

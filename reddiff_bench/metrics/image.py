@@ -62,3 +62,14 @@ def data_consistency(residual_norm2: Tensor, sigma_y: float, num_measurements: T
     if sigma_y <= 0:
         return torch.full_like(residual_norm2, math.nan)
     return residual_norm2.sqrt() / (sigma_y * num_measurements.sqrt())
+
+
+def fidelity(estimate: Tensor, x: Tensor) -> dict[str, Tensor]:
+    """Per-image fidelity (B,): PSNR and SSIM for images (SSIM when at least 11 pixels wide), the
+    mean squared error for vectors."""
+    if estimate.ndim != 4:
+        return {"mse": ((estimate - x) ** 2).reshape(x.shape[0], -1).mean(-1)}
+    out = {"psnr": psnr(estimate, x)}
+    if min(x.shape[-2:]) >= 11:
+        out["ssim"] = ssim(estimate, x)
+    return out

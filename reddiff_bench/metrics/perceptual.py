@@ -22,7 +22,7 @@ class LPIPS(torch.nn.Module):
         super().__init__()
         if net not in _BACKBONE_URLS:
             raise ValueError(f"LPIPS net must be one of {sorted(_BACKBONE_URLS)}, got {net!r}")
-        import lpips
+        import lpips  # heavy, optional: imported when used
 
         self.net_name = net
         try:

@@ -16,15 +16,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..cache import lock, read_or_explain, temporary_sibling
+from ..files import lock, read_or_explain, temporary_sibling
+from .classifier import ResNet50Top1
 from .fid import FEATURE_EXTRACTOR, InceptionFeatures, frechet_distance, gaussian_stats, kernel_inception_distance
+from .perceptual import LPIPS
 from .weights import MetricUnavailable
 
 log = logging.getLogger(__name__)
@@ -88,13 +91,11 @@ class MetricSuite:
             if min(x.shape[-2:]) < LPIPS_MIN_SIDE:
                 self._unavailable("lpips", f"LPIPS needs images of at least {LPIPS_MIN_SIDE}x{LPIPS_MIN_SIDE} pixels")
             else:
-                from .perceptual import LPIPS
 
                 net = self._net("lpips", lambda: LPIPS(self.lpips_net, self.random_backbones))
                 if net is not None:
                     out["lpips"] = float(net(estimate.to(self.device), x.to(self.device))[0])
         if self.want_top1 and image_id in self.labels:
-            from .classifier import ResNet50Top1
 
             out["top1_correct"] = math.nan
             net = self._net("top1", lambda: ResNet50Top1(self.random_backbones))
@@ -106,7 +107,6 @@ class MetricSuite:
         """Mean pairwise LPIPS of one measurement's samples (n, C, H, W)."""
         if self.lpips_net is None or not self._is_rgb_image(samples) or min(samples.shape[-2:]) < LPIPS_MIN_SIDE:
             return {}
-        from .perceptual import LPIPS
 
         net = self._net("lpips", lambda: LPIPS(self.lpips_net, self.random_backbones))
         return {"lpips_diversity": net.pairwise_mean(samples.to(self.device)) if net is not None else math.nan}

@@ -9,13 +9,16 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import torch
+
+from ..files import lock
+
 
 class MetricUnavailable(RuntimeError):
     """A metric that cannot be computed here; its message says why and how to fix it."""
 
 
 def hub_checkpoint_dir() -> Path:
-    import torch
 
     return Path(torch.hub.get_dir()) / "checkpoints"
 
@@ -35,7 +38,6 @@ class download_timeout:
         self.seconds = seconds
 
     def __enter__(self):
-        from ..cache import lock
 
         self.previous = socket.getdefaulttimeout()
         socket.setdefaulttimeout(self.seconds)

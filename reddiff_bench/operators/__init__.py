@@ -13,11 +13,19 @@ from torch import Tensor
 
 from .base import LinearOperator, Operator, SVDOperator, operator_matrix, support_values
 from .color import Colorization, GrayscaleOperator
-from .compose import ComposedOperator, Compose
+from .compose import Compose, ComposedOperator
 from .convolution import CircularConvolution, GaussianBlur, MotionBlur, UniformBlur
 from .dense import DenseOperator, RandomMatrix
-from .inpainting import (BoxInpainting, Denoising, FreeFormInpainting, HalfInpainting, MaskFile, MaskOperator,
-                         RandomBoxInpainting, RandomPixelInpainting)
+from .inpainting import (
+    BoxInpainting,
+    Denoising,
+    FreeFormInpainting,
+    HalfInpainting,
+    MaskFile,
+    MaskOperator,
+    RandomBoxInpainting,
+    RandomPixelInpainting,
+)
 from .nonlinear import HDR, JPEG, HDROperator, JPEGOperator, PhaseRetrieval, PhaseRetrievalOperator
 from .separable import BicubicSR, BlockAverageSR, SeparableOperator
 

@@ -7,7 +7,9 @@
   ``A = U diag(s) V^T``. Spectral coefficients are kept in tensors shaped like ``x``
   (``vt(x)``) and like ``y`` (``ut(y)``); ``select`` takes the coefficients of ``V^T x`` that
   are paired with a singular value (one per measurement), ``embed`` puts them back (zeros
-  elsewhere). Solvers that work in the spectral domain (DDRM, PiGDM) use these parts.
+  elsewhere), and ``spectrum`` gives the singular values with the mask of the nonzero ones.
+  Solvers that work in the spectral domain (DDRM, PiGDM, DDNM, MCGdiff, and DiffPIR's exact data
+  step) use these parts.
 
 Operators hold per-image artifacts (masks, kernels) with a leading batch dimension of size B or 1
 (broadcast), never draw random numbers themselves, and follow their inputs' device and dtype.
@@ -100,6 +102,12 @@ class SVDOperator(LinearOperator):
 
     def _s(self, like: Tensor) -> Tensor:
         return self.singular_values().to(like.dtype)
+
+    def spectrum(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """The singular values broadcast to the spectral coefficients ``like`` (``ut(y)``), and the
+        mask of those that count as nonzero (above ``rcond`` times the largest)."""
+        s = self._s(like).expand_as(like)
+        return s, self._nonzero(s)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.u(self._s(x) * self.select(self.vt(x)))

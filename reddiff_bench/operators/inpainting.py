@@ -7,9 +7,14 @@ noise). The operator is an orthogonal projection, so ``A = A^T = A^+`` and its S
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
+from ..errors import ConfigError
 from .base import SVDOperator
 
 
@@ -174,9 +179,7 @@ class MaskFile(_MaskDegradation):
     Masks are resized (nearest) to the image size when needed."""
 
     def __init__(self, path: str):
-        from pathlib import Path
 
-        from ..errors import ConfigError
 
         self.path = Path(path).expanduser()
         if self.path.is_dir():
@@ -191,10 +194,8 @@ class MaskFile(_MaskDegradation):
 
     @staticmethod
     def load(path) -> Tensor:
-        import numpy as np
 
         if path.suffix.lower() == ".png":
-            from PIL import Image
 
             with Image.open(path) as im:
                 array = np.asarray(im.convert("L"))

@@ -15,6 +15,9 @@ implementation, see the fixture test):
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -22,8 +25,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..cache import ensure_writable_dir, publish, temporary_sibling
 from ..errors import ConfigError
+from ..files import ensure_writable_dir, publish, temporary_sibling
+from .checkpoints import REGISTRY, resolve_checkpoint
+from .diffusers_prior import DiffusersPrior, diffusers_prior, schedule_from_scheduler_config
 
 
 def _bool(value: Any) -> bool:
@@ -58,7 +63,7 @@ class ADMFlags:
     learn_sigma: bool = False
 
     @classmethod
-    def from_dict(cls, flags: dict[str, Any]) -> "ADMFlags":
+    def from_dict(cls, flags: dict[str, Any]) -> ADMFlags:
         """Known flags are parsed (strings like "True" or "32,16,8" accepted); unknown ones, such as
         the diffusion flags (``diffusion_steps``, ``noise_schedule``), are ignored."""
         known = {f.name: f for f in fields(cls)}
@@ -102,7 +107,8 @@ def unet_config(flags: ADMFlags) -> dict[str, Any]:
     channels = [flags.num_channels * m for m in mult]
     levels_with_attention = [2**level in attn_ds for level in range(len(mult))]
     if flags.num_head_channels == -1:
-        head_dims = {ch // flags.num_heads for ch, a in zip(channels + [channels[-1]], levels_with_attention + [True]) if a}
+        head_dims = {ch // flags.num_heads for ch, a in zip(channels + [channels[-1]],
+                                                            levels_with_attention + [True]) if a}
         if len(head_dims) != 1 or flags.num_heads_upsample not in (-1, flags.num_heads):
             raise ConfigError("ADM models with a fixed number of heads over levels of different widths "
                               "(num_head_channels=-1) have no UNet2DModel equivalent")
@@ -117,8 +123,11 @@ def unet_config(flags: ADMFlags) -> dict[str, Any]:
         time_embedding_type="positional",
         flip_sin_to_cos=True,
         freq_shift=0,
-        down_block_types=tuple("AttnDownBlock2D" if a else "ResnetDownsampleBlock2D" for a in levels_with_attention),
-        up_block_types=tuple("AttnUpBlock2D" if a else "ResnetUpsampleBlock2D" for a in reversed(levels_with_attention)),
+        # levels without attention: res blocks that resample (resblock_updown), else strided / upsampling convs
+        down_block_types=tuple("AttnDownBlock2D" if a else "ResnetDownsampleBlock2D" if flags.resblock_updown
+                               else "DownBlock2D" for a in levels_with_attention),
+        up_block_types=tuple("AttnUpBlock2D" if a else "ResnetUpsampleBlock2D" if flags.resblock_updown
+                             else "UpBlock2D" for a in reversed(levels_with_attention)),
         block_out_channels=tuple(channels),
         layers_per_block=flags.num_res_blocks,
         mid_block_scale_factor=1,
@@ -156,7 +165,8 @@ class _Converter:
                     self.take(f"{src}.{a}.{p}", f"{dst}.{b}.{p}")
 
     def attention(self, src: str, dst: str, channels: int) -> None:
-        head_dim = self.flags.num_head_channels if self.flags.num_head_channels != -1 else channels // self.flags.num_heads
+        flags = self.flags
+        head_dim = flags.num_head_channels if flags.num_head_channels != -1 else channels // flags.num_heads
         heads = channels // head_dim
         self.take(f"{src}.norm.weight", f"{dst}.group_norm.weight")
         self.take(f"{src}.norm.bias", f"{dst}.group_norm.bias")
@@ -177,7 +187,8 @@ class _Converter:
         if self.flags.resblock_updown:
             self.resnet(src, dst)
         else:
-            self.take(f"{src}.op.weight" if f"{src}.op.weight" in self.src else f"{src}.conv.weight", f"{dst}.conv.weight")
+            self.take(f"{src}.op.weight" if f"{src}.op.weight" in self.src else f"{src}.conv.weight",
+                      f"{dst}.conv.weight")
             self.take(f"{src}.op.bias" if f"{src}.op.bias" in self.src else f"{src}.conv.bias", f"{dst}.conv.bias")
 
     def run(self) -> dict[str, Tensor]:
@@ -238,7 +249,7 @@ def convert_state_dict(state: dict[str, Tensor], flags: ADMFlags) -> dict[str, T
 
 def build_unet(state: dict[str, Tensor], flags: ADMFlags):
     """A ``UNet2DModel`` holding the converted weights (strict: no missing or unexpected keys)."""
-    from diffusers import UNet2DModel
+    from diffusers import UNet2DModel  # heavy, optional: imported when used
 
     model = UNet2DModel(**unet_config(flags))
     converted = convert_state_dict(state, flags)
@@ -264,7 +275,6 @@ def convert_checkpoint(checkpoint: str | Path, flags: dict[str, Any], out_dir: s
     """Convert an ADM ``.pt`` state dict into a diffusers directory: the UNet2DModel at the top
     (``UNet2DModel.from_pretrained(out_dir)``) and ``scheduler/`` with ADM's schedule. Written
     into a temporary sibling, then renamed over ``out_dir`` (replacing an older conversion)."""
-    import shutil
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -281,7 +291,6 @@ def convert_checkpoint(checkpoint: str | Path, flags: dict[str, Any], out_dir: s
 
 
 def _write_converted(checkpoint: str | Path, flags: dict[str, Any], target: Path) -> None:
-    import json
 
     try:
         state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
@@ -303,10 +312,7 @@ def adm_prior(checkpoint_name: str, checkpoint: str | None = None, checkpoint_di
               cache_dir: str = ".", download: bool = True, autocast: str = "none"):
     """A known ADM checkpoint (see ``checkpoints.REGISTRY``) as a prior: found or downloaded,
     converted once to diffusers format (cached under ``cache_dir/converted``), then loaded."""
-    import hashlib
 
-    from .checkpoints import REGISTRY, resolve_checkpoint
-    from .diffusers_prior import diffusers_prior
 
     if checkpoint_name not in REGISTRY:
         raise ConfigError(f"unknown ADM checkpoint {checkpoint_name!r}; known: {sorted(REGISTRY)}")
@@ -314,7 +320,8 @@ def adm_prior(checkpoint_name: str, checkpoint: str | None = None, checkpoint_di
     path = resolve_checkpoint(entry, checkpoint, checkpoint_dir, download)
     stat = path.stat()
     key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:10]
-    folder = ensure_writable_dir(Path(cache_dir) / "converted", "the cache folder", "paths.cache_dir (REDDIFF_BENCH_CACHE)")
+    folder = ensure_writable_dir(Path(cache_dir) / "converted", "the cache folder",
+                                 "paths.cache_dir (REDDIFF_BENCH_CACHE)")
     out_dir = folder / f"{entry.name}-{key}"
     # converted once, under a lock, when many jobs start together; a half-written one never shows
     publish(out_dir, lambda tmp: _write_converted(path, entry.flags, tmp), directory=True)
@@ -326,10 +333,8 @@ def random_adm_prior(checkpoint_name: str = "adm_imagenet256_uncond", image_size
     """The architecture of a known ADM checkpoint with random weights, built offline: its cost
     (time, memory) is the real network's, its outputs are not. For timing, memory profiles and
     GPU-hour estimates; ``image_size`` changes the input side (the same layers)."""
-    from diffusers import UNet2DModel
+    from diffusers import UNet2DModel  # heavy, optional: imported when used
 
-    from .checkpoints import REGISTRY
-    from .diffusers_prior import DiffusersPrior
 
     if checkpoint_name not in REGISTRY:
         raise ConfigError(f"unknown ADM checkpoint {checkpoint_name!r}; known: {sorted(REGISTRY)}")
@@ -340,7 +345,6 @@ def random_adm_prior(checkpoint_name: str = "adm_imagenet256_uncond", image_size
     torch.manual_seed(seed)
     unet = UNet2DModel(**config)
     schedule_config = scheduler_config(flags)
-    from .diffusers_prior import schedule_from_scheduler_config
 
     name = f"{checkpoint_name}-random{'' if image_size is None else f'-{image_size}px'}"
     return DiffusersPrior(unet, schedule_from_scheduler_config(schedule_config), name=name, autocast=autocast,

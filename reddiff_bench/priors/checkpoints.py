@@ -5,12 +5,17 @@ file renamed only when complete) if ``model.download`` is true."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import socket
+import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cache import ensure_writable_dir, lock
+from torch.hub import download_url_to_file
+
 from ..errors import ConfigError
+from ..files import ensure_writable_dir, lock
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +74,7 @@ def resolve_checkpoint(entry: Checkpoint, checkpoint: str | None, checkpoint_dir
     if not download or "drive.google.com" in entry.url:
         reason = entry.note or "automatic download is off (model.download=false)"
         raise ConfigError(f"checkpoint {entry.filename} for model {entry.name!r} not found at {path}; {reason}. {how}")
-    import socket
-    import urllib.error
 
-    from torch.hub import download_url_to_file
 
     ensure_writable_dir(path.parent, "the checkpoint folder", "paths.checkpoint_dir (REDDIFF_BENCH_CHECKPOINTS)")
     with lock(path):  # one download when many jobs start together; the others wait and find it
@@ -96,7 +98,6 @@ def _verify(entry: Checkpoint, path: Path) -> None:
         raise ConfigError(f"{path} has {path.stat().st_size} bytes, expected {entry.size_bytes}: "
                           f"a partial or different file. Delete it and download {entry.url} again.")
     if entry.sha256 is not None:
-        import hashlib
 
         digest = hashlib.sha256()
         with open(path, "rb") as f:

@@ -68,7 +68,7 @@ def diffusers_prior(source: str, subfolder: str | None = None, name: str | None 
                     cache_dir: str | None = None, local_files_only: bool = False) -> DiffusersPrior:
     """A UNet2DModel and its scheduler from a hub id (e.g. ``google/ddpm-celebahq-256``) or a local
     directory (a pipeline with ``unet/`` and ``scheduler/``, or a bare model directory)."""
-    from diffusers import UNet2DModel
+    from diffusers import UNet2DModel  # heavy, optional: imported when used
 
     path = Path(source).expanduser()
     local = path.exists()
@@ -94,7 +94,7 @@ def diffusers_prior(source: str, subfolder: str | None = None, name: str | None 
 
 
 def _load_scheduler_config(source: str, local: Path | None, kwargs: dict) -> dict:
-    from diffusers import DDPMScheduler
+    from diffusers import DDPMScheduler  # heavy, optional: imported when used
 
     if local is not None:
         for candidate in (local / "scheduler", local):
@@ -113,5 +113,5 @@ def bundled_prior(name: str, autocast: str = "none") -> DiffusersPrior:
     path = ASSETS / name
     if not (path / "config.json").is_file():
         raise ConfigError(f"the bundled prior {name!r} is missing ({path} has no config.json); reinstall the "
-                          f"package, or train it with `python -m reddiff_bench.train out_dir={path}`")
+                          f"package, or train it with `python -m reddiff_bench train out_dir={path}`")
     return diffusers_prior(str(path), name=name, autocast=autocast, local_files_only=True)

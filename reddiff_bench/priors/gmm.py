@@ -24,8 +24,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..cache import ensure_writable_dir, publish, read_or_explain
+from ..data.photos import TRAIN_PHOTOS, random_crops
 from ..diffusion import LOG_2PI, VPSchedule
+from ..files import ensure_writable_dir, publish, read_or_explain
 from .base import DiffusionPrior
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class GaussianMixture(torch.nn.Module):
         self.isotropic = bool(torch.allclose(evals, evals[:, :1].expand_as(evals)))
 
     @classmethod
-    def from_covariances(cls, weights: Tensor, means: Tensor, covariances: Tensor) -> "GaussianMixture":
+    def from_covariances(cls, weights: Tensor, means: Tensor, covariances: Tensor) -> GaussianMixture:
         covariances = 0.5 * (covariances + covariances.transpose(-1, -2))
         evals, evecs = torch.linalg.eigh(covariances)
         return cls(weights, means, evals, evecs)
@@ -146,7 +147,7 @@ class GaussianMixture(torch.nn.Module):
         weights, means, _ = self._condition(A, y, sigma_y, means_only=True)
         return weights @ means
 
-    def posterior(self, A: Tensor, y: Tensor, sigma_y: float) -> "GaussianMixture":
+    def posterior(self, A: Tensor, y: Tensor, sigma_y: float) -> GaussianMixture:
         """The exact posterior mixture of ``x`` given ``y = A x + sigma_y e`` (A: (m, d), y: (m,)).
 
         Computed in the mixture's dtype (use float64 for reference numbers)."""
@@ -219,7 +220,6 @@ def fit_photo_mixture(size: int, n_components: int, n_crops: int, scale: float, 
     """Fit a full-covariance Gaussian mixture (scikit-learn EM) to random ``size`` x ``size`` RGB
     crops of the training photos; cached under ``cache_dir`` by a hash of the parameters (built
     once, under a lock, when several jobs ask at once)."""
-    from ..data.photos import TRAIN_PHOTOS
 
     params = dict(size=size, n_components=n_components, n_crops=n_crops, scale=scale, seed=seed,
                   reg_covar=reg_covar, max_iter=max_iter, photos=list(TRAIN_PHOTOS), version=1)
@@ -237,9 +237,8 @@ def fit_photo_mixture(size: int, n_components: int, n_crops: int, scale: float, 
 
 
 def _fit(params: dict) -> GaussianMixture:
-    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture  # heavy, optional: imported when used
 
-    from ..data.photos import TRAIN_PHOTOS, random_crops
 
     size, n_crops, seed = params["size"], params["n_crops"], params["seed"]
     generator = torch.Generator().manual_seed(seed)
@@ -250,7 +249,8 @@ def _fit(params: dict) -> GaussianMixture:
     sk = SkGaussianMixture(params["n_components"], covariance_type="full", reg_covar=params["reg_covar"],
                            max_iter=params["max_iter"], tol=1e-2, random_state=seed,
                            init_params="k-means++").fit(crops)  # float32 crops: 2x faster EM
-    log.info("GMM fitted in %.1f s (%d EM iterations, converged=%s)", time.perf_counter() - start, sk.n_iter_, sk.converged_)
+    log.info("GMM fitted in %.1f s (%d EM iterations, converged=%s)", time.perf_counter() - start, sk.n_iter_,
+             sk.converged_)
     return GaussianMixture.from_covariances(*(torch.from_numpy(a).double() for a in
                                               (sk.weights_, sk.means_, sk.covariances_)))
 

@@ -25,10 +25,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..checks import check_number
 from ..diffusion import VPSchedule, randn_per_sample
 from ..operators import Operator
 from ..priors import DiffusionPrior
-from ..validate import check_number
 from .base import Callback, SolverResult
 from .sampling import abar, ddim_step
 

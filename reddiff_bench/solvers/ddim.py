@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..checks import check_number
 from ..diffusion import randn_per_sample
 from ..operators import Operator
 from ..priors import DiffusionPrior
-from ..validate import check_number
 from .base import Callback, SolverResult
 from .sampling import abar, ddim_step, timestep_pairs
 
@@ -29,7 +29,8 @@ class DDIM:
             for step, (t, s) in enumerate(pairs):
                 pred = prior.predict(x, t)
                 noise = randn_per_sample(generators, shape, x) if self.eta > 0 and s >= 0 else None
-                x = ddim_step(pred.x0, pred.eps, abar(prior.schedule, t, x), abar(prior.schedule, s, x), self.eta, noise)
+                x = ddim_step(pred.x0, pred.eps, abar(prior.schedule, t, x), abar(prior.schedule, s, x), self.eta,
+                              noise)
                 if callback is not None:
                     callback(step, {"t": t, "x": x.detach(), "total": len(pairs)})
         return SolverResult(x0=x)

@@ -26,10 +26,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..checks import check_number
 from ..diffusion import randn_per_sample
 from ..operators import Operator
 from ..priors import DiffusionPrior
-from ..validate import check_number
 from .base import Callback, SolverResult
 from .sampling import abar, require_svd, spectral_measurement, timestep_pairs
 

@@ -6,8 +6,10 @@ With ``xbar0 = V^T x0_hat``, ``ybar_i = (U^T y)_i / s_i`` (noise level ``sigma_y
 spectral coordinate moves from t to s as in the paper's Eq. 7-8:
 
 * unmeasured (s_i = 0): ``xbar0 + sqrt(1 - eta^2) sigma_s (xbar_t - xbar0) / sigma_t + eta sigma_s z``;
-* measured, ``sigma_s < sigma_y / s_i``: ``xbar0 + sqrt(1 - eta^2) sigma_s (ybar - xbar0) / (sigma_y / s_i) + eta sigma_s z``;
-* measured, ``sigma_s >= sigma_y / s_i``: ``(1 - eta_b) xbar0 + eta_b ybar + sqrt(sigma_s^2 - eta_b^2 sigma_y^2 / s_i^2) z``.
+* measured, ``sigma_s < sigma_y / s_i``:
+  ``xbar0 + sqrt(1 - eta^2) sigma_s (ybar - xbar0) / (sigma_y / s_i) + eta sigma_s z``;
+* measured, ``sigma_s >= sigma_y / s_i``:
+  ``(1 - eta_b) xbar0 + eta_b ybar + sqrt(sigma_s^2 - eta_b^2 sigma_y^2 / s_i^2) z``.
 
 Initialisation ``xbar_T ~ N(ybar, sigma_T^2 - sigma_y^2 / s_i^2)`` on measured coordinates
 (where positive), ``N(0, sigma_T^2)`` elsewhere. No gradient through the network. Defaults
@@ -28,10 +30,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..checks import check_number
 from ..diffusion import randn_per_sample
 from ..operators import Operator
 from ..priors import DiffusionPrior
-from ..validate import check_number
 from .base import Callback, SolverResult
 from .sampling import abar, require_svd, spectral_measurement, timestep_pairs
 
@@ -41,7 +43,8 @@ class DDRM:
 
     def __init__(self, steps: int = 20, eta: float = 0.85, eta_b: float = 1.0, last_step_measured: str = "y"):
         if last_step_measured not in self.LAST_STEP_MEASURED:
-            raise ValueError(f"unknown last_step_measured {last_step_measured!r}; choose one of {self.LAST_STEP_MEASURED}")
+            raise ValueError(f"unknown last_step_measured {last_step_measured!r}; "
+                             f"choose one of {self.LAST_STEP_MEASURED}")
         check_number("solver.steps", steps, minimum=1, integer=True)
         check_number("solver.eta", eta, minimum=0, maximum=1)
         check_number("solver.eta_b", eta_b, minimum=0, maximum=1)

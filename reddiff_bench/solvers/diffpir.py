@@ -27,10 +27,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..checks import check_number
 from ..diffusion import randn_per_sample
 from ..operators import Operator, SVDOperator
 from ..priors import DiffusionPrior
-from ..validate import check_number
 from .base import Callback, SolverResult
 from .sampling import abar, timestep_pairs
 
@@ -51,8 +51,8 @@ class DiffPIR:
         """``argmin_x ||y - A x||^2 + rho ||x - x0||^2``: exact through the SVD, else gradient steps."""
         if isinstance(operator, SVDOperator):
             zy = operator.ut(y)
-            s = operator._s(zy).expand_as(zy)
-            s = torch.where(operator._nonzero(s), s, 0)
+            s, nonzero = operator.spectrum(zy)
+            s = torch.where(nonzero, s, 0)
             z0 = operator.vt(x0)
             selected = operator.select(z0)
             denom = s**2 + rho

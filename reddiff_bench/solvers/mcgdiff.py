@@ -36,10 +36,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..checks import check_number
 from ..diffusion import categorical_per_sample, randn_per_sample
 from ..operators import Operator, SVDOperator
 from ..priors import DiffusionPrior
-from ..validate import check_number
 from .base import Callback, SolverResult
 from .sampling import require_svd, spectral_measurement
 

@@ -39,8 +39,9 @@ paper's noiseless tables run it as the reference code did (``conf/published/redd
 ``paste_measured`` (with ``weighting="reference"``: the reference code's treatment of its
 free-form masks, ``in2``): replace the measured pixels of ``x0_hat`` by ``y`` and zero the
 guidance there before the step; mask operators only. ``start_t``: start from ``A^+ y`` noised
-to the largest grid timestep at or below ``start_t`` instead of pure noise (the paper's super-resolution start is 500; the
-reference code always starts from ``A^+ y`` noised to the top grid step: ``start_t = 999``).
+to the largest grid timestep at or below ``start_t`` instead of pure noise (the paper's
+super-resolution start is 500; the reference code always starts from ``A^+ y`` noised to the top
+grid step: ``start_t = 999``).
 
 Defaults: DDIM eta = 0, 200 steps. The paper form is overconfident when the prior's covariance
 is far from ``r_t^2 I`` (strongly correlated pixels), and the guided iteration can then blow
@@ -53,10 +54,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..checks import check_number
 from ..diffusion import randn_per_sample
 from ..operators import MaskOperator, Operator
 from ..priors import DiffusionPrior
-from ..validate import check_number
 from .base import Callback, SolverResult
 from .sampling import abar, ddim_step, require_svd, timestep_pairs
 

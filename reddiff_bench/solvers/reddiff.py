@@ -37,17 +37,17 @@ Documented deviations from the reference code, each with the reference behaviour
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
+from ..checks import check_number
 from ..diffusion import randn_per_sample
 from ..operators import Operator
 from ..priors import DiffusionPrior
-from ..validate import check_number
-from ..weighting import SigmaOverAlpha, Weighting
 from .base import Callback, SolverResult, per_sample_mean
+from .weighting import SigmaOverAlpha, Weighting
 
 OptimizerFactory = Callable[[list[Tensor]], torch.optim.Optimizer]
 

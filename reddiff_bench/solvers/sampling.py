@@ -62,8 +62,7 @@ def spectral_measurement(operator: SVDOperator, y: Tensor, sigma_y: float) -> tu
     """In the spectral domain of ``x`` (``V^T x``): the measured mask, ``ybar_i = (U^T y)_i / s_i``
     and its noise level ``sigma_y / s_i`` (zeros where unmeasured)."""
     zy = operator.ut(y)
-    s = operator._s(zy).expand_as(zy)
-    nonzero = operator._nonzero(s)
+    s, nonzero = operator.spectrum(zy)
     safe = torch.where(nonzero, s, 1)
     ybar = operator.embed(torch.where(nonzero, zy / safe, 0))
     level = operator.embed(torch.where(nonzero, sigma_y / safe, 0))

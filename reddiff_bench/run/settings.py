@@ -1,0 +1,110 @@
+"""The run's settings: the project's Hydra config (composed here or by ``python -m reddiff_bench``),
+its OmegaConf resolvers, the checks of the run's own numbers, and the device.
+
+Resolvers (registered by :func:`register`, which the entry points call before Hydra composes):
+
+* ``${published:SOLVER.KEY,DEFAULT}``: a solver's published setting. A solver YAML writes
+  ``zeta: ${published:dps.zeta,1.0}``; the value is looked up in the experiment's top-level
+  ``published`` block (a preset that reproduces a paper), then in the task's ``task.published``
+  (settings the official code ties to a kind of task), then the default. A command-line override
+  (``solver.zeta=0.7``) replaces the interpolation and wins over all three. Each value's YAML
+  comment cites the file or paper it comes from.
+* ``${launch_slots:${launch.devices}}``: the number of workers of the gpus launcher (``launch``).
+* ``${run_dirname:${hydra.overrides.task}}``: a run or sweep-job directory name from the overrides
+  that can change its result (``identity``; deterministic, so that re-running a command finds its
+  own results).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
+
+from ..checks import check_number
+from ..errors import ConfigError
+from .identity import directory_name, solver_text
+from .launch import slot_count
+
+# conf/ at the top of the repository; reddiff_bench/conf links to it in a checkout and is a copy in
+# an installed wheel, so one path serves both.
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+_ABSENT = object()
+PUBLISHED_SOURCES = ("published", "task.published")  # experiment first, then task
+
+
+def published(path: str, default: Any = None, *, _root_: Any) -> Any:
+    """The value at ``published.<path>``, else ``task.published.<path>``, else ``default``."""
+    for prefix in PUBLISHED_SOURCES:
+        value = OmegaConf.select(_root_, f"{prefix}.{path}", default=_ABSENT)
+        if value is not _ABSENT:
+            return value
+    return default
+
+
+def run_dirname(overrides: Any, *, _root_: Any) -> str:
+    """A run's or sweep job's directory name from its command-line overrides (``identity``)."""
+    solver = OmegaConf.to_container(_root_.solver, resolve=False) if "solver" in _root_ else {}
+    return directory_name([str(o) for o in overrides], solver_text(solver))
+
+
+def register() -> None:
+    """Register the project's resolvers (once per process)."""
+    for name, function in (("published", published), ("launch_slots", slot_count), ("run_dirname", run_dirname)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function)
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    """The root config with ``overrides`` (Hydra's own node included), as ``python -m
+    reddiff_bench`` would compose it: for the estimator, the study layer and tests."""
+    register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
+def resolved(cfg: DictConfig) -> dict[str, Any]:
+    """The run's config with every interpolation resolved, Hydra's own node left out (config.yaml)."""
+    return {key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+            for key, value in cfg.items() if key != "hydra"}
+
+
+# top-level keys of conf/config.yaml: (key, kwargs of check_number)
+RUN_SETTINGS = [
+    ("batch_size", dict(minimum=1, integer=True)),
+    ("n_samples", dict(minimum=1, integer=True)),
+    ("grid_images", dict(minimum=0, integer=True)),
+    ("sw_projections", dict(minimum=1, integer=True)),
+    ("seed", dict(minimum=0, integer=True)),
+    ("metrics.kid_subsets", dict(minimum=1, integer=True)),
+    ("metrics.kid_subset_size", dict(minimum=2, integer=True)),
+]
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    """The run's own numeric settings (the groups' constructors check theirs), before any work."""
+    for key, limits in RUN_SETTINGS:
+        value = OmegaConf.select(cfg, key)
+        if value is None:
+            continue
+        try:
+            check_number(key, value, **limits)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``; CUDA asked for and absent is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} asked for, but CUDA is not available here. Use device=cpu or device=auto.")
+    return device

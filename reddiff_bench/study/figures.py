@@ -1,0 +1,159 @@
+"""Paper figures (matplotlib, written as PNG and PDF): the fidelity/perception trade-off curve,
+ablation bars with 95% intervals, cost per solver, cost against image side and batch size, memory
+over solver steps, and the qualitative grid (the same images in rows; ground truth, measurement
+and one column per solver, with column titles)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..metrics.registry import metric
+from .tables import ARROW
+
+
+def _pyplot():
+    import matplotlib  # heavy, optional: imported when used
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # heavy, optional: imported when used
+
+    return plt
+
+
+def save(fig, stem: Path) -> list[Path]:
+    """``stem``.png and ``stem``.pdf; returns both paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"Creator": None, "Producer": None, "CreationDate": None})
+    _pyplot().close(fig)
+    return paths
+
+
+def _label(name: str) -> str:
+    m = metric(name)
+    return f"{m.label} {ARROW[m.direction]}".strip()
+
+
+def tradeoff_curve(frame: pd.DataFrame, x: str, y: str, parameter: str, series: str | None, stem: Path,
+                   log_x: bool = False) -> list[Path]:
+    """Means of ``y`` against means of ``x`` per value of ``parameter`` (e.g. lambda), one line per
+    ``series`` value (e.g. task), each point labelled with its parameter value."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    for name, part in (frame.groupby(series) if series else [("", frame)]):
+        means = part.groupby(parameter)[[x, y]].mean().sort_index()
+        ax.plot(means[x], means[y], marker="o", label=str(name))
+        for value, row in means.iterrows():
+            ax.annotate(f"{value:g}", (row[x], row[y]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if log_x:
+        from matplotlib.ticker import NullFormatter  # heavy, optional: imported when used
+
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(_label(x))
+    ax.set_ylabel(_label(y))
+    ax.set_title(f"{parameter}: fidelity against {metric(x).label}", fontsize=10)
+    if series:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return save(fig, stem)
+
+
+def ablation_bars(frame: pd.DataFrame, parameter: str, value: str, series: str | None, stem: Path) -> list[Path]:
+    """Mean of ``value`` per ``parameter`` setting (bars, 95% intervals), grouped by ``series``."""
+    plt = _pyplot()
+    groups = [series, parameter] if series else [parameter]
+    stats = frame.groupby(groups)[value].agg(["mean", "std", "count"])
+    stats["half"] = 1.96 * stats["std"] / np.sqrt(stats["count"])
+    settings = list(dict.fromkeys(stats.index.get_level_values(parameter)))
+    names = list(dict.fromkeys(stats.index.get_level_values(series))) if series else [None]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(settings) * len(names) + 1.5), 3.4))
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        part = stats.xs(name, level=series) if series else stats
+        part = part.reindex(settings)
+        ax.bar(np.arange(len(settings)) + k * width, part["mean"], width, yerr=part["half"], capsize=3,
+               label=str(name) if series else None)
+    ax.set_xticks(np.arange(len(settings)) + width * (len(names) - 1) / 2)
+    ax.set_xticklabels([str(s) for s in settings], rotation=30, ha="right", fontsize=8)
+    ax.set_xlabel(parameter)
+    ax.set_ylabel(_label(value))
+    if series:
+        ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return save(fig, stem)
+
+
+def cost_bars(frame: pd.DataFrame, metrics: list[str], reference: str, stem: Path) -> list[Path]:
+    """Per solver, each cost metric (one panel each), with its ratio to ``reference`` written above."""
+    plt = _pyplot()
+    means = frame.groupby("solver")[metrics].mean()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2))
+    for ax, name in zip(np.atleast_1d(axes), metrics):
+        values = means[name]
+        ax.bar(values.index, values.values, color="tab:blue")
+        if reference in values.index and values[reference] > 0:
+            for i, v in enumerate(values.values):
+                ax.text(i, v, f"{v / values[reference]:.2g}x", ha="center", va="bottom", fontsize=7)
+        ax.set_title(_label(name), fontsize=9)
+        ax.tick_params(axis="x", rotation=30, labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"cost per image (ratios to {reference})", fontsize=10)
+    return save(fig, stem)
+
+
+def cost_scaling(frame: pd.DataFrame, x: str, y: str, stem: Path, log: bool = True) -> list[Path]:
+    """Mean ``y`` (e.g. seconds per image) against ``x`` (image side or batch size), a line per solver."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    for solver, part in frame.groupby("solver"):
+        means = part.groupby(x)[y].mean().sort_index()
+        ax.plot(means.index, means.values, marker="o", label=solver)
+    if log:
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(_label(y))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return save(fig, stem)
+
+
+def memory_over_steps(memory: pd.DataFrame, stem: Path) -> list[Path]:
+    """Memory in use after each solver step (first batch of each run), a line per solver."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    for solver, part in memory.groupby("solver"):
+        first = part[part["batch"] == part["batch"].min()].sort_values("step")
+        ax.plot(first["step"], first["bytes"] / 2**20, label=solver)
+    kind = ", ".join(sorted(set(memory["kind"]))) if "kind" in memory else ""
+    ax.set_xlabel("solver step")
+    ax.set_ylabel(f"memory in use (MiB; {kind})")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return save(fig, stem)
+
+
+def qualitative_grid(columns: list[str], images: np.ndarray, row_labels: list[str], stem: Path) -> list[Path]:
+    """``images`` (rows, columns, H, W, C) in [0, 1]: the same images in rows, one titled column each
+    (ground truth | measurement | a solver each)."""
+    plt = _pyplot()
+    n_rows, n_cols = images.shape[:2]
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.3 * n_cols, 1.3 * n_rows + 0.3), squeeze=False)
+    for r in range(n_rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.imshow(np.clip(images[r, c], 0, 1), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(columns[c], fontsize=8)
+            if c == 0:
+                ax.set_ylabel(row_labels[r], fontsize=6, rotation=0, ha="right", va="center")
+    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    return save(fig, stem)

@@ -1,0 +1,423 @@
+"""The study layer: ``experiments/<study>/study.yaml`` names a study's sweeps (experiment presets
+plus overrides) at each scale, and the tables and figures made from their rows.
+
+* ``run_study``: run or resume each sweep of a scale (``python -m reddiff_bench -m ...`` into
+  ``outputs/studies/<study>/<scale>/<sweep>``), then ``collect`` and ``build``.
+* ``collect``: the sweeps' per-image rows into ``experiments/<study>/<scale>/rows.csv.gz``, one
+  summary per run into ``runs.csv``, memory profiles into ``memory.csv.gz`` (for the studies
+  that draw them), and the images of each qualitative grid into ``<figure>.npz``: everything a
+  table or figure needs, committed.
+* ``build``: tables (markdown, LaTeX, the aggregated CSV) and figures (PNG, PDF) from those files
+  alone, and the study's README; ``make tables`` on a fresh clone rebuilds them exactly.
+
+A study's spec (YAML)::
+
+    title: ...
+    description: ...
+    scales:
+      offline: {note: ..., sweeps: {NAME: [override, ...]}, bench: [args]}   # runs on 2 CPU cores
+      paper:   {note: ..., sweeps: {...}}                                    # ImageNet / FFHQ, GPUs
+    tables:  [{name, caption, group: [...], metrics: [...] or {scale: [...]}, where: {...},
+               best_within: [...]}]
+    figures: [{name, kind, where: {...}, ...}]     # kinds: see FIGURES
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from omegaconf import OmegaConf
+
+from ..errors import ConfigError
+from ..files import atomic_write_text
+from ..priors.checkpoints import REGISTRY
+from ..run.grid import measurement_image
+from ..run.outputs import load_estimate, to_uint8
+from ..run.pipeline import instantiate_group
+from ..run.settings import compose
+from ..run.store import run_state
+from . import figures as fig
+from .sweeps import expand_sweep
+from .tables import aggregate, pivot, ratios, to_latex, to_markdown
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout that holds experiments/
+EXPERIMENTS = REPO / "experiments"
+OUTPUTS = REPO / "outputs" / "studies"
+SCALES = ("offline", "paper")
+SOLVER_ORDER = ["reddiff", "reddiff_parallel", "dps", "pgdm", "ddrm", "ddnm", "diffpir", "daps", "mcgdiff", "ddim",
+                "pinv"]  # rows and columns of the tables
+
+
+def studies() -> list[str]:
+    return sorted(p.parent.name for p in EXPERIMENTS.glob("*/study.yaml"))
+
+
+def load_spec(study: str) -> dict[str, Any]:
+    path = EXPERIMENTS / study / "study.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no study {study!r} ({path} does not exist); studies: {', '.join(studies())}")
+    return yaml.safe_load(path.read_text())
+
+
+def data_dir(study: str, scale: str) -> Path:
+    return EXPERIMENTS / study / scale
+
+
+# --- running ----------------------------------------------------------------------------------------
+
+def run_study(study: str, scale: str, full: bool = False, extra: list[str] | None = None) -> int:
+    """Run or resume every sweep of ``study`` at ``scale``; returns the worst exit status."""
+    spec = load_spec(study)
+    plan = spec["scales"].get(scale)
+    if plan is None:
+        raise ConfigError(f"study {study!r} has no {scale!r} scale")
+    sweeps = dict(plan.get("sweeps") or {})
+    if full:
+        sweeps.update(plan.get("full_sweeps") or {})
+    for name, overrides in sweeps.items():  # a sweep that does not compose stops the study before any work
+        first_job(study, scale, name, overrides)
+    status = 0
+    for name, overrides in sweeps.items():
+        command = [sys.executable, "-m", "reddiff_bench", "-m", *sweep_overrides(study, scale, name, overrides),
+                   *(extra or [])]
+        print(f"\n== {study} / {scale} / {name}: {' '.join(command[3:])}", flush=True)
+        start = time.perf_counter()
+        code = subprocess.call(command, cwd=REPO)
+        print(f"== {name}: exit {code} after {time.perf_counter() - start:.0f} s", flush=True)
+        status = max(status, code)
+        if code == 2:  # every job refused (no data, no checkpoint): the next sweeps would be too
+            return code
+    bench = plan.get("bench")
+    if bench is not None:
+        out = data_dir(study, scale) / "bench.csv"
+        code = subprocess.call([sys.executable, "-m", "reddiff_bench", "bench", *bench, "--out", str(out)], cwd=REPO)
+        status = max(status, code)
+    collect(study, scale, list(sweeps), spec)
+    return status
+
+
+def sweep_overrides(study: str, scale: str, name: str, overrides: list[str]) -> list[str]:
+    """The command line of one sweep of a study: its overrides, its directory, and the study's
+    name, scale and sweep (which the W&B logger takes as the run's group and tags)."""
+    return [*overrides, f"hydra.sweep.dir={OUTPUTS / study / scale / name}", f"study.name={study}",
+            f"study.scale={scale}", f"study.sweep={name}"]
+
+
+def first_job(study: str, scale: str, name: str, overrides: list[str]):
+    """The composed config of a sweep's first job (as ``run_study`` launches it); a
+    :class:`ConfigError` naming the sweep when its overrides do not compose."""
+
+    try:
+        return compose(expand_sweep(sweep_overrides(study, scale, name, list(overrides)))[0])
+    except Exception as err:  # noqa: BLE001 - any composition error (Hydra's, OmegaConf's, ours) names the sweep
+        raise ConfigError(f"study {study!r}, sweep {name!r} does not compose: {err}") from None
+
+
+def preflight(study: str, scale: str) -> None:
+    """Refuse at once (before any sweep) when the data or checkpoints of a sweep are not here."""
+
+    for name, overrides in (load_spec(study)["scales"][scale].get("sweeps") or {}).items():
+        cfg = first_job(study, scale, name, overrides)
+        try:
+            instantiate_group(cfg.dataset, "dataset")
+        except ConfigError as err:
+            raise ConfigError(f"study {study!r}, sweep {name!r}: {err}") from None
+        if cfg.model.get("_target_", "").endswith("adm_prior"):
+
+            entry = REGISTRY[cfg.model.checkpoint_name]
+            path = Path(cfg.model.checkpoint or Path(cfg.model.checkpoint_dir).expanduser() / entry.filename)
+            if not path.is_file() and not cfg.model.download:
+                raise ConfigError(f"study {study!r}, sweep {name!r}: checkpoint {path} is not here (and "
+                                  f"model.download=false). Download {entry.url} there.")
+
+
+# --- collecting -------------------------------------------------------------------------------------
+
+def _jobs(study: str, scale: str, sweeps: list[str]):
+    """The finished jobs of ``sweeps``. A job that was killed, failed or is still running holds
+    only some of its rows: a table of it would mix a subset of images with whole runs, so it is
+    left out and named (re-running the study resumes it)."""
+    unfinished = []
+    for sweep in sweeps:
+        for job in sorted((OUTPUTS / study / scale / sweep).glob("*/metrics.csv")):
+            state = run_state(job.parent)
+            if state == "complete":
+                yield sweep, job.parent
+            else:
+                unfinished.append(f"{sweep}/{job.parent.name} ({state})")
+    if unfinished:
+        print(f"study {study!r}: left out {len(unfinished)} unfinished run(s) (re-run the study to resume them): "
+              + ", ".join(unfinished), file=sys.stderr)
+
+
+def collect(study: str, scale: str, sweeps: list[str], spec: dict[str, Any]) -> None:
+    """Everything the tables and figures need, from the sweeps' run directories into
+    ``experiments/<study>/<scale>/`` (per-image rows compressed). A sweep of the spec whose run
+    directories are not on this machine (e.g. the full Gaussian-mixture grid, committed once) keeps
+    its committed rows."""
+    target = data_dir(study, scale)
+    target.mkdir(parents=True, exist_ok=True)
+    plan = spec["scales"][scale]
+    every = list(dict.fromkeys([*(plan.get("sweeps") or {}), *(plan.get("full_sweeps") or {}), *sweeps]))
+    present = [s for s in every if any((OUTPUTS / study / scale / s).glob("*/metrics.csv"))]
+    rows, runs, memory = _kept(target, [s for s in every if s not in present])
+    # memory profiles are kept for the studies that draw them (a row per solver step: large)
+    draws_memory = any(f.get("kind") == "memory_over_steps" for f in spec.get("figures") or [])
+    for sweep, job in _jobs(study, scale, present):
+        frame = pd.read_csv(job / "metrics.csv")
+        config = yaml.safe_load((job / "config.yaml").read_text())
+        keys = _job_keys(frame, config)
+        for key, value in keys.items():
+            if key not in frame.columns:
+                frame[key] = value
+        frame.insert(0, "sweep", sweep)
+        rows.append(frame)
+        summary = json.loads((job / "summary.json").read_text()) if (job / "summary.json").is_file() else {}
+        runs.append(pd.DataFrame([{"sweep": sweep, "job": job.name, **keys,
+                                   **{k: v for k, v in summary.items() if not isinstance(v, (dict, list))},
+                                   "notes": json.dumps(summary.get("notes", {}), sort_keys=True)}]))
+        if draws_memory and (job / "memory.csv").is_file():
+            profile = pd.read_csv(job / "memory.csv", on_bad_lines="skip")
+            for key, value in keys.items():
+                profile[key] = value
+            profile.insert(0, "sweep", sweep)
+            memory.append(profile)
+    if not rows:
+        raise ConfigError(f"no finished rows for study {study!r} at scale {scale!r} under {OUTPUTS / study / scale}")
+    pd.concat(rows, ignore_index=True).to_csv(target / "rows.csv.gz", index=False,
+                                              compression={"method": "gzip", "mtime": 0})
+    atomic_write_text(target / "runs.csv", pd.concat(runs, ignore_index=True).to_csv(index=False))
+    if memory:
+        pd.concat(memory, ignore_index=True).to_csv(target / "memory.csv.gz", index=False,
+                                                    compression={"method": "gzip", "mtime": 0})
+    for spec_figure in spec.get("figures") or []:
+        if spec_figure["kind"] == "qualitative_grid":
+            _collect_grid(study, scale, present, spec_figure, target)
+
+
+def _kept(target: Path, sweeps: list[str]) -> tuple[list, list, list]:
+    """The committed rows, runs and memory of ``sweeps`` (whose run directories are not here)."""
+    kept = []
+    for name in ("rows.csv.gz", "runs.csv", "memory.csv.gz"):
+        path = target / name
+        frame = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        kept.append([frame[frame["sweep"].isin(sweeps)]] if sweeps and "sweep" in frame else [])
+    return kept[0], kept[1], kept[2]
+
+
+def _job_keys(frame: pd.DataFrame, config: dict[str, Any]) -> dict[str, Any]:
+    """What identifies a job in tables: its rows' ids and the settings an ablation varies."""
+    first = frame.iloc[0]
+    keys = {k: first[k] for k in ("model", "task", "solver", "dataset", "sigma_y") if k in frame.columns}
+    solver = config.get("solver", {})
+    for name in ("steps", "lam", "order", "weighting"):
+        if name in solver and not isinstance(solver[name], dict):
+            keys[f"solver.{name}"] = solver[name]
+    if isinstance(solver.get("weighting"), dict):
+        keys["solver.weighting"] = solver["weighting"]["_target_"].rsplit(".", 1)[-1]
+    if isinstance(solver.get("optimizer"), dict) and "lr" in solver["optimizer"]:
+        keys["solver.lr"] = solver["optimizer"]["lr"]
+    model = config.get("model", {})
+    for name in ("image_size",):
+        if model.get(name) is not None:
+            keys[f"model.{name}"] = model[name]
+    keys["batch_size"] = config.get("batch_size")
+    return keys
+
+
+def _collect_grid(study: str, scale: str, sweeps: list[str], spec: dict[str, Any], target: Path) -> None:
+    """The images of a qualitative grid: for the first ``images`` ids, ground truth, measurement and
+    each solver's estimate, as uint8 arrays (small at the offline scale)."""
+
+
+    where = spec.get("where", {})
+    by_solver: dict[str, Path] = {}
+    for _sweep, job in _jobs(study, scale, sweeps):
+        frame = pd.read_csv(job / "metrics.csv", nrows=1)
+        if all(str(frame.iloc[0].get(k)) == str(v) for k, v in where.items()):
+            by_solver.setdefault(str(frame.iloc[0]["solver"]), job)
+    solvers = [s for s in spec["solvers"] if s in by_solver]
+    if not solvers:
+        return
+    first = by_solver[solvers[0]]
+    config = OmegaConf.load(first / "config.yaml")
+    dataset = instantiate_group(config.dataset, "dataset")
+    order = {dataset.image_id(i): i for i in range(len(dataset))}
+    ok = pd.read_csv(first / "metrics.csv")
+    ok_ids = list(ok[ok["status"] == "ok"]["image_id"].astype(str))
+    count = min(int(spec.get("images", 4)), len(ok_ids))
+    ids = [ok_ids[round(k * len(ok_ids) / count)] for k in range(count)]  # spread over the dataset
+    grid = []
+    for image_id in ids:
+        x = dataset[order[image_id]][1]
+        y = torch.load(first / "measurements" / f"{image_id}.pt", map_location="cpu", weights_only=True)["y"][None]
+        row = [x, measurement_image(y, tuple(x.shape))[0]]
+        row += [load_estimate(by_solver[s] / "outputs", image_id)[0] for s in solvers]
+        grid.append(torch.stack([to_uint8(im) for im in row]).permute(0, 2, 3, 1).numpy())
+    np.savez_compressed(target / f"{spec['name']}.npz", images=np.stack(grid),
+                        columns=np.array(["ground truth", "measurement", *solvers]), rows=np.array(ids))
+
+
+# --- building ---------------------------------------------------------------------------------------
+
+FIGURES = ("tradeoff", "ablation_bars", "cost_bars", "cost_scaling", "memory_over_steps", "qualitative_grid")
+
+
+def _select(frame: pd.DataFrame, where: dict[str, Any] | None) -> pd.DataFrame:
+    for key, value in (where or {}).items():
+        values = value if isinstance(value, list) else [value]
+        frame = frame[frame[key].astype(str).isin([str(v) for v in values])]
+    return frame
+
+
+def _notes(runs: pd.DataFrame) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for text in runs.get("notes", pd.Series(dtype=str)).dropna():
+        out.update({k: v for k, v in json.loads(text).items() if k not in out})
+    return out
+
+
+def build(study: str, scale: str) -> list[Path]:
+    """Tables and figures of ``study`` at ``scale`` from its committed files; returns what it wrote."""
+    spec = load_spec(study)
+    folder = data_dir(study, scale)
+    if not (folder / "rows.csv.gz").is_file():
+        return []
+    rows = pd.read_csv(folder / "rows.csv.gz")
+    runs = pd.read_csv(folder / "runs.csv") if (folder / "runs.csv").is_file() else pd.DataFrame()
+    written: list[Path] = []
+    for table in spec.get("tables") or []:
+        for name, agg in _tables(table, scale, rows, runs, folder):
+            stem = folder / name
+            best = None if agg.row_best else table.get("best_within")
+            atomic_write_text(stem.with_suffix(".md"), to_markdown(agg, best))
+            atomic_write_text(stem.with_suffix(".tex"), to_latex(agg, table.get("caption", ""),
+                                                                 f"tab:{study}-{name}", best))
+            atomic_write_text(stem.with_suffix(".csv"), agg.frame().to_csv(index=False, float_format="%.6g"))
+            written += [stem.with_suffix(s) for s in (".md", ".tex", ".csv")]
+    for figure in spec.get("figures") or []:
+        written += _figure(figure, rows, runs, folder)
+    return written
+
+
+def _tables(table: dict[str, Any], scale: str, rows: pd.DataFrame, runs: pd.DataFrame, folder: Path):
+    """The aggregates a table spec makes: the table itself (pivoted when ``pivot`` names a group
+    column), and with ``ratio_to`` its means over the reference solver's (``<name>_ratio``)."""
+    metrics = table["metrics"][scale] if isinstance(table["metrics"], dict) else table["metrics"]
+    source = _table_source(table, rows, runs, folder)
+    if source is None:
+        return []
+    subset = _select(source, table.get("where"))
+    if subset.empty:
+        return []
+    on_rows = table.get("source", "rows") == "rows"
+    subset_runs = _select(runs, table.get("where")) if on_rows and not runs.empty else pd.DataFrame()
+    groups = [g for g in table["group"] if g in subset.columns]
+    order = {"solver": SOLVER_ORDER, **(table.get("order") or {})}
+    agg = aggregate(subset, groups, metrics, subset_runs if not subset_runs.empty else None,
+                    _notes(subset_runs) if not subset_runs.empty else {}, order)
+    if table.get("pivot"):
+        return [(table["name"], pivot(agg, table["pivot"], metrics[0]))]
+    out = [(table["name"], agg)]
+    if table.get("ratio_to"):
+        out.append((f"{table['name']}_ratio", ratios(agg, "solver", table["ratio_to"])))
+    return out
+
+
+def _table_source(table: dict[str, Any], rows: pd.DataFrame, runs: pd.DataFrame, folder: Path) -> pd.DataFrame | None:
+    source = table.get("source", "rows")
+    if source == "rows":
+        return rows
+    path = folder / source
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def _figure(spec: dict[str, Any], rows: pd.DataFrame, runs: pd.DataFrame, folder: Path) -> list[Path]:
+    kind, stem = spec["kind"], folder / spec["name"]
+    if kind not in FIGURES:
+        raise ConfigError(f"figure {spec['name']!r}: unknown kind {kind!r}; kinds: {', '.join(FIGURES)}")
+    if kind == "qualitative_grid":
+        path = folder / f"{spec['name']}.npz"
+        if not path.is_file():
+            return []
+        with np.load(path) as data:
+            return fig.qualitative_grid(list(data["columns"]), data["images"].astype(np.float32) / 255,
+                                        list(data["rows"]), stem)
+    if kind == "memory_over_steps":
+        path = folder / "memory.csv.gz"
+        if not path.is_file():
+            return []
+        return fig.memory_over_steps(_select(pd.read_csv(path), spec.get("where")), stem)
+    frame = rows
+    if spec.get("source", "rows") != "rows":
+        path = folder / spec["source"]
+        if not path.is_file():
+            return []
+        frame = pd.read_csv(path)
+    frame = _select(frame, spec.get("where"))
+    frame = frame[frame["status"] == "ok"] if "status" in frame else frame
+    if frame.empty:
+        return []
+    if kind == "tradeoff":
+        x = next((m for m in spec["x"] if m in frame and frame[m].notna().any()), None)
+        if x is None:
+            return []
+        return fig.tradeoff_curve(frame, x, spec["y"], spec["parameter"], spec.get("series"), stem,
+                                  bool(spec.get("log_x", False)))
+    if kind == "ablation_bars":
+        return fig.ablation_bars(frame, spec["parameter"], spec["value"], spec.get("series"), stem)
+    if kind == "cost_bars":
+        return fig.cost_bars(frame, spec["metrics"], spec.get("reference", "reddiff"), stem)
+    return fig.cost_scaling(frame, spec["x"], spec["y"], stem)
+
+
+def write_readme(study: str) -> Path:
+    """``experiments/<study>/README.md``: the spec's description, and per scale its note, tables and
+    figures as built (markdown tables embedded, figures linked)."""
+    spec = load_spec(study)
+    lines = [f"# {spec['title']}", "", spec.get("description", "").strip(), ""]
+    for scale in SCALES:
+        plan = spec["scales"].get(scale)
+        if plan is None:
+            continue
+        folder = data_dir(study, scale)
+        lines += [f"## {scale.capitalize()} scale", "", plan.get("note", "").strip(), ""]
+        lines += ["Sweeps (`python -m reddiff_bench -m ...`):", ""]
+        lines += [f"- `{name}`: `{' '.join(overrides)}`" for name, overrides in (plan.get("sweeps") or {}).items()]
+        lines += [f"- `{name}` (with `FULL=1`): `{' '.join(overrides)}`"
+                  for name, overrides in (plan.get("full_sweeps") or {}).items()]
+        if plan.get("bench") is not None:
+            lines += [f"- bench: `python -m reddiff_bench bench {' '.join(plan['bench'])}`"]
+        lines.append("")
+        if not (folder / "rows.csv.gz").is_file():
+            lines += [f"Not run yet: `make paper SCALE={scale}` (see the top-level README).", ""]
+            continue
+        for table in spec.get("tables") or []:
+            for name, title in ((table["name"], table.get("caption") or table["name"]),
+                                (f"{table['name']}_ratio", f"{table.get('caption') or table['name']}: ratios to "
+                                                           f"{table.get('ratio_to')}")):
+                path = folder / f"{name}.md"
+                if path.is_file():
+                    lines += [f"### {title}", "", path.read_text().rstrip(), "",
+                              f"LaTeX: [`{scale}/{name}.tex`]({scale}/{name}.tex); numbers: "
+                              f"[`{scale}/{name}.csv`]({scale}/{name}.csv).", ""]
+        for figure in spec.get("figures") or []:
+            path = folder / f"{figure['name']}.png"
+            if path.is_file():
+                lines += [f"### {figure.get('caption') or figure['name']}", "",
+                          f"![{figure['name']}]({scale}/{figure['name']}.png)", ""]
+        lines += [f"Per-image rows: [`{scale}/rows.csv.gz`]({scale}/rows.csv.gz); one summary per run: "
+                  f"[`{scale}/runs.csv`]({scale}/runs.csv).", ""]
+    path = EXPERIMENTS / study / "README.md"
+    atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
+    return path
+
