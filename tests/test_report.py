@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from reddiff_bench.cli.report import main
-from reddiff_bench.study.report import collect, pivot_on, render, summary
+from reddiff_bench.study.report import pivot_on, render, rows_below, summary
 
 
 def write_runs(root):
@@ -26,7 +26,7 @@ def write_runs(root):
 
 def test_summary_means_intervals_and_failures(tmp_path):
     write_runs(tmp_path)
-    table = summary(collect(tmp_path), ["task", "solver"])
+    table = summary(rows_below(tmp_path), ["task", "solver"])
     assert table.mean.loc[("t2", "b"), "sw_to_posterior"] == pytest.approx(12.0)
     assert table.count.loc[("t2", "b")] == 3
     assert table.counts["failed"].loc[("t1", "a")] == 1 and ("t2", "a") not in table.counts["failed"].index
@@ -42,11 +42,11 @@ def test_summary_means_intervals_and_failures(tmp_path):
 
 def test_pivot_puts_solvers_in_columns(tmp_path):
     write_runs(tmp_path)
-    grid = pivot_on(summary(collect(tmp_path), ["task", "solver"]), "solver", "sw_to_posterior")
+    grid = pivot_on(summary(rows_below(tmp_path), ["task", "solver"]), "solver", "sw_to_posterior")
     assert grid.metrics == ["a", "b"] and grid.groups == ["task"]
     assert grid.mean.loc["t2", "b"] == pytest.approx(12.0)
     with pytest.raises(ValueError, match="add 'seed' to --group"):
-        pivot_on(summary(collect(tmp_path), ["task", "solver"]), "seed", "sw_to_posterior")
+        pivot_on(summary(rows_below(tmp_path), ["task", "solver"]), "seed", "sw_to_posterior")
 
 
 def test_cli_prints_the_grid_and_names_bad_input(tmp_path, capsys):

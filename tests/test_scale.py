@@ -205,14 +205,14 @@ def test_report_counts_each_image_once_over_a_killed_run_and_its_complete_rerun(
     """Regression: report over a killed run and its re-run (another directory) counted the images
     twice. Each (config hash, image id) counts once, from the complete run, and the table says
     that an incomplete run lies below."""
-    from reddiff_bench.study.report import collect, summary
+    from reddiff_bench.study.report import rows_below, summary
 
     args = SLOW_RUN[:-2] + ["dataset.num_images=4", "batch_size=1"]
     complete = cli(*args, f"hydra.run.dir={tmp_path}/b_rerun")
     assert complete.returncode == 0
     proc = start(*args, f"hydra.run.dir={tmp_path}/a_killed")
     kill_when(proc, tmp_path / "a_killed" / "metrics.csv", 2)
-    frame = collect(tmp_path)
+    frame = rows_below(tmp_path)
     assert len(frame) == 4 and not frame.duplicated(["config_hash", "image_id"]).any()
     assert set(frame["run_state"]) == {"complete"}  # the complete run's rows are the ones kept
     assert int(summary(frame).count.iloc[0]) == 4
@@ -223,11 +223,11 @@ def test_report_counts_each_image_once_over_a_killed_run_and_its_complete_rerun(
 
 @pytest.mark.slow
 def test_report_marks_images_that_only_an_incomplete_run_has(tmp_path):
-    from reddiff_bench.study.report import collect, summary
+    from reddiff_bench.study.report import rows_below, summary
 
     proc = start(*SLOW_RUN, f"hydra.run.dir={tmp_path}/killed")
     kill_when(proc, tmp_path / "killed" / "metrics.csv", 2)
-    table = summary(collect(tmp_path))
+    table = summary(rows_below(tmp_path))
     assert int(table.counts["from_incomplete_runs"].iloc[0]) == int(table.count.iloc[0]) >= 2
 
 

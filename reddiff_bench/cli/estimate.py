@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.measure:
             first = compose(jobs[0])
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-            s_nfe, s_vjp, what = estimate.measure(first, device)
+            s_nfe, s_vjp, what = estimate.seconds_per_call(first, device)
             print(f"measured on {device}: {what}: {s_nfe:.4g} s per forward call and {s_vjp:.4g} s per backward "
                   f"pass, per image at batch size {first.batch_size}")
         else:

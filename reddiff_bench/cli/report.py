@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from ..study import report
-from ..study.report import GROUP, INCOMPLETE, collect, pivot_on, render, summary
+from ..study.report import GROUP, INCOMPLETE, pivot_on, render, rows_below, summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.pivot) != bool(args.value):
         parser.error("--pivot and --value go together")
     try:
-        frame = collect(args.root)
+        frame = rows_below(args.root)
         table = summary(frame, args.group.split(","))
         if args.pivot:
             table = pivot_on(table, args.pivot, args.value)

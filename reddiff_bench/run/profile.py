@@ -36,7 +36,7 @@ def resident_bytes() -> int | None:
 
 
 class MemoryProfile:
-    """Collects one row per solver step of each batch; ``flush()`` appends them to ``memory.csv``."""
+    """Collects one row per solver step of each batch; ``end_batch()`` appends them to ``memory.csv``."""
 
     def __init__(self, run_dir: Path, device: torch.device, logger=None, snapshot: bool = False,
                  name: str = "memory.csv"):

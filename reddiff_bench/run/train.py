@@ -40,7 +40,8 @@ from ..priors.gmm import photo_gmm_prior
 log = logging.getLogger(__name__)
 
 
-def build_unet(size: int, unet_cfg: dict):
+def new_unet(size: int, unet_cfg: dict):
+    """A fresh (untrained) diffusers UNet2DModel for images of side ``size``."""
     from diffusers import UNet2DModel  # heavy, optional: imported when used
 
     return UNet2DModel(sample_size=size, in_channels=3, out_channels=3, **unet_cfg)
@@ -201,7 +202,7 @@ def train(cfg: DictConfig) -> Path:
                           ("cpu" if cfg.device == "auto" else cfg.device))
     torch.manual_seed(cfg.seed)
     schedule = VPSchedule.linear(1000)
-    unet = build_unet(cfg.size, OmegaConf.to_container(cfg.unet)).to(device)
+    unet = new_unet(cfg.size, OmegaConf.to_container(cfg.unet)).to(device)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     ema_prior = DiffusersPrior(ema, schedule.to(device), "ema", prediction_type=cfg.prediction)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)

@@ -57,7 +57,7 @@ def _stand_in_shape(cfg) -> tuple[int, ...]:
     return (int(dim),) if dim is not None else (3, 64, 64)
 
 
-def measure(cfg, device: torch.device, repeats: int = 3) -> tuple[float, float, str]:
+def seconds_per_call(cfg, device: torch.device, repeats: int = 3) -> tuple[float, float, str]:
     """Seconds per image of one forward call, and of one backward pass, of the job's model at its
     batch size on ``device`` (random weights of the architecture if the checkpoint is absent)."""
     try:

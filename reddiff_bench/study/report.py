@@ -23,15 +23,15 @@ GROUP = ["task", "solver"]
 INCOMPLETE = ("running", "failed")  # states of runs that did not finish (a killed run stays "running")
 
 
-def collect(root: str | Path) -> pd.DataFrame:
-    """Every row below ``root``, each (config_hash, image_id) once (see ``collect_paths``)."""
+def rows_below(root: str | Path) -> pd.DataFrame:
+    """Every row below ``root``, each (config_hash, image_id) once (see ``rows_of``)."""
     paths = sorted(Path(root).rglob("metrics.csv"))
     if not paths:
         raise FileNotFoundError(f"no metrics.csv below {root}")
-    return collect_paths(paths)
+    return rows_of(paths)
 
 
-def collect_paths(paths: list[Path]) -> pd.DataFrame:
+def rows_of(paths: list[Path]) -> pd.DataFrame:
     """The rows of ``paths`` (metrics.csv files), with ``run_dir`` and ``run_state`` (the state of
     the run that wrote them: complete, running, failed). An image solved by several runs of the
     same configuration (a killed run and its re-run in another directory) counts once: the row
@@ -110,7 +110,7 @@ class SweepReport(Callback):
         errors = [d / "error.txt" for d in job_dirs if (d / "error.txt").is_file()]
         paths = [d / "metrics.csv" for d in job_dirs if (d / "metrics.csv").is_file()]
         if paths:
-            frame = collect_paths(paths)
+            frame = rows_of(paths)
             report = config.get("report", {}) or {}
             text = render(summary(frame, list(report.get("group") or GROUP), report.get("columns")),
                           intervals=bool(report.get("ci", False)))
