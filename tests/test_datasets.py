@@ -89,3 +89,76 @@ def test_a_corrupt_file_stops_clearly_or_becomes_a_row(tree, tmp_path, skip):
     run(cfg, run_dir)
     rows = pd.read_csv(run_dir / "metrics.csv")
     assert list(rows["status"]) == ["ok", "unreadable", "ok"]
+
+
+# --- real folders (issue 22): ids that look like numbers, extensions in any case, 16-bit, alpha, tiny --------
+
+def run_folder(root, run_dir, *extra):
+    from reddiff_bench.run.pipeline import run
+
+    cfg = compose_config(SMALL_GMM + ["dataset=image_folder", f"dataset.root={root}", "dataset.size=16",
+                                      "solver=pinv", "logger=none", "progress=false", "metrics.fid=false", *extra],
+                         run_dir=run_dir)
+    return run(cfg, run_dir)
+
+
+def test_ids_that_look_like_numbers_stay_text_and_a_rerun_solves_nothing(tmp_path, caplog):
+    """Regression: an FFHQ-like folder (00000.png, 00001.png) ran twice gave ids 0, 1, 0, 1 (pandas
+    read 00000 as the number 0), solved everything again and counted rows 'outside the dataset'."""
+    from reddiff_bench.study.report import rows_below, summary
+
+    root = tmp_path / "ffhq"
+    root.mkdir()
+    for k in range(2):
+        Image.new("RGB", (20, 20), (30 * k, 90, 200)).save(root / f"{k:05d}.png")
+    run_folder(root, tmp_path / "run")
+    caplog.set_level("INFO")
+    outcome = run_folder(root, tmp_path / "run")
+    assert "2 of 2 images already have rows" in caplog.text
+    rows = pd.read_csv(tmp_path / "run" / "metrics.csv", dtype=str)
+    assert list(rows["image_id"]) == ["00000", "00001"]
+    assert outcome.summary["num_images"] == 2 and list(outcome.rows["image_id"]) == ["00000", "00001"]
+    table = summary(rows_below(tmp_path))
+    assert int(table.count.iloc[0]) == 2
+
+
+def test_extensions_match_in_any_case(tmp_path):
+    """Regression: a.png, b.JPG, c.Png gave only a; an all-uppercase folder gave 'no images'."""
+    for name in ("a.png", "b.JPG", "c.Png", "D.JPEG"):
+        Image.new("RGB", (20, 20), (10, 90, 200)).save(tmp_path / name, format="PNG" if "p" in name.lower() else "JPEG")
+    assert [ImageFolder(str(tmp_path), size=16).image_id(i) for i in range(4)] == ["D", "a", "b", "c"]
+
+
+def test_sixteen_bit_grayscale_keeps_its_values(tmp_path):
+    """Regression: a 16-bit grayscale PNG (PIL mode I;16) came out almost all white."""
+    ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    with Image.open(tmp_path / "ramp.png") as im:
+        assert im.mode == "I;16"
+    _, x = ImageFolder(str(tmp_path), size=32)[0]
+    expected = torch.from_numpy(ramp.astype(np.float64) / 65535 * 2 - 1).float()
+    assert torch.allclose(x[0], expected, atol=1e-3) and torch.equal(x[0], x[1]) and torch.equal(x[1], x[2])
+
+
+def test_alpha_and_tiny_images_are_used_with_a_warning_naming_the_file(tmp_path, caplog):
+    """Regression: RGBA images lost their alpha and a 7x5 image was upscaled to 256, silently."""
+    Image.new("RGBA", (20, 20), (10, 90, 200, 128)).save(tmp_path / "alpha.png")
+    Image.new("RGB", (7, 5), (10, 90, 200)).save(tmp_path / "tiny.png")
+    dataset = ImageFolder(str(tmp_path), size=16)
+    with caplog.at_level("WARNING"):
+        dataset[0], dataset[1]
+    assert "alpha.png has an alpha channel" in caplog.text
+    assert "tiny.png is 7x5, smaller than the 16-pixel side" in caplog.text
+
+
+def test_a_garbage_table_in_a_run_directory_is_refused_naming_it_and_kept(tmp_path):
+    """Regression: a garbage metrics.csv gave a pandas ParserError that named no file."""
+    root = tmp_path / "images"
+    root.mkdir()
+    Image.new("RGB", (20, 20), (30, 90, 200)).save(root / "a.png")
+    run_folder(root, tmp_path / "run")
+    garbage = '"unterminated\n\x00\x01,,,\n'
+    (tmp_path / "run" / "metrics.csv").write_text(garbage)
+    with pytest.raises(ConfigError, match=r"metrics\.csv is not a table of rows.*move it away"):
+        run_folder(root, tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.csv").read_text() == garbage

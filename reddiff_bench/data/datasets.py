@@ -8,8 +8,10 @@ skips the images whose rows exist).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
@@ -18,7 +20,9 @@ from ..checks import check_number
 from ..errors import ConfigError
 from .photos import HELDOUT_PHOTOS, crop_positions, photo_tensor
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".JPEG", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")  # matched in any case
+
+log = logging.getLogger(__name__)
 
 
 class PhotoCrops:
@@ -66,20 +70,42 @@ class PhotoCrops:
         return self.image_id(index), image[:, r : r + self.size, c : c + self.size].clone()
 
 
+def _readable(im: Image.Image, path: Path) -> Image.Image:
+    """The image in a mode whose values map to [0, 1] exactly: RGB (8 bits), or for 16-bit
+    grayscale a float image already on [0, 1] (PIL's RGB conversion would saturate it). Alpha is
+    dropped with a warning; 32-bit integer or float pixels (no known range) are refused."""
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return Image.fromarray(np.asarray(im, dtype=np.uint16).astype(np.float32) / 65535.0, mode="F")
+    if im.mode in ("I", "F"):
+        raise ConfigError(f"image {path} has 32-bit pixels (PIL mode {im.mode!r}), whose range is unknown; save it "
+                          f"as 8- or 16-bit PNG, or remove it.")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        log.warning("image %s has an alpha channel (mode %s): it is dropped, the colour channels are used as they are",
+                    path, im.mode)
+    return im.convert("RGB")
+
+
 def load_image(path: Path, size: int) -> Tensor:
-    """ADM preprocessing: resize the shorter side to ``size`` (bicubic, antialiased), centre crop."""
+    """ADM preprocessing: resize the shorter side to ``size`` (PIL bicubic, antialiased), centre crop;
+    an image smaller than ``size`` is enlarged, with a warning naming it."""
     import torchvision.transforms.functional as TF  # heavy, optional: imported when used
 
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            im = _readable(im, path)
+            if min(im.size) < size:
+                log.warning("image %s is %dx%d, smaller than the %d-pixel side the model takes: it is enlarged "
+                            "(bicubic)", path, im.size[0], im.size[1], size)
             im = TF.resize(im, size, interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
             im = TF.center_crop(im, [size, size])
-            x = TF.pil_to_tensor(im).float() / 127.5 - 1.0
+            if im.mode == "F":  # 16-bit grayscale, on [0, 1]
+                unit = torch.from_numpy(np.asarray(im, dtype=np.float32).copy())[None].expand(3, -1, -1)
+            else:
+                unit = TF.pil_to_tensor(im).float() / 255.0
     except (UnidentifiedImageError, OSError) as err:
         raise ConfigError(f"cannot read image {path}: {err}. Remove or replace the file, or set "
                           f"dataset.skip_unreadable=true to record it as a failed row and go on.") from err
-    return x.clamp(-1, 1)
+    return (unit * 2 - 1).clamp(-1, 1)
 
 
 class ImageFolder:
@@ -103,7 +129,7 @@ class ImageFolder:
                 raise ConfigError(f"dataset {name!r}: file list {listing} does not exist (dataset.file_list).")
             files = [self.root / line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
         else:
-            files = sorted(p for p in self.root.rglob("*") if p.suffix in IMAGE_EXTENSIONS and p.is_file())
+            files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
         if not files:
             raise ConfigError(f"dataset {name!r}: no images ({', '.join(IMAGE_EXTENSIONS)}) under {self.root}.")
         self.files = files[: num_images] if num_images else files

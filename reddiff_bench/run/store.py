@@ -3,11 +3,12 @@ belong to, and the rows themselves. Re-running the same command resumes a run fr
 
 Files of a run directory (besides the outputs the runner writes):
 
-* ``run.json``: the result-relevant configuration and its hash, written when the run starts. A
+* ``run.json``: the run's identity (``identity``) and its hash, written when the run starts. A
   later run into the same directory must have the same one (``dataset.num_images`` aside: more
   images extend a run); otherwise it is refused, naming the keys that differ.
-* ``state.json``: ``running`` (with pid, host, start), ``complete`` or ``failed`` (with the
-  error); a run that was killed stays ``running`` with no live owner, and is resumed.
+* ``state.json``: ``running`` (with pid, host, start), ``complete``, ``failed`` (with the error)
+  or ``interrupted`` (Ctrl-C or SIGTERM, with the signal); a run that was killed stays
+  ``running`` with no live owner. All but ``complete`` are resumed by the same command.
 * ``metrics.csv``: one row per image, rewritten atomically (unique temporary name, fsync, rename)
   after every batch, so a run killed at any moment keeps every finished row. In a distributed
   run each rank writes ``rows/rank<r>.csv`` and rank 0 merges them.
@@ -49,6 +50,25 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], old_label: str 
     keys = sorted(set(old) | set(new))
     return [f"{k}: {old.get(k, '<absent>')!r} {old_label}, {new.get(k, '<absent>')!r} {new_label}"
             for k in keys if json.dumps(old.get(k), default=str) != json.dumps(new.get(k), default=str)]
+
+
+TEXT_COLUMNS = {"image_id": str, "config_hash": str, "measurement_hash": str, "run": str}
+
+
+def read_rows(path: Path, **kwargs: Any) -> pd.DataFrame:
+    """A table of rows (metrics.csv, a rank's file, a study's rows.csv.gz) with its ids as text:
+    an image named ``00000`` keeps its id, never the number 0. A file that is not such a table is
+    refused naming it, what is wrong and what to do; nothing is overwritten."""
+    try:
+        frame = pd.read_csv(path, dtype=TEXT_COLUMNS, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(f"{path} is not a table of rows ({type(err).__name__}: {err}). It was not written by "
+                          f"reddiff_bench, or was cut short: move it away (or delete it) and run again; the "
+                          f"images without rows are solved again.") from None
+    if "image_id" not in frame.columns and len(frame.columns) and "nrows" not in kwargs:
+        raise ConfigError(f"{path} has no image_id column: it is not a table of rows. Move it away (or delete it) "
+                          f"and run again.")
+    return frame
 
 
 def read_state(run_dir: Path) -> dict[str, Any]:
@@ -155,7 +175,7 @@ class RunStore:
         old_hash = str(record.get("config_hash"))
         for table in [self.csv_path, *sorted(self.rank_dir.glob("rank*.csv"))]:
             if table.is_file():
-                frame = pd.read_csv(table, dtype={"image_id": str})
+                frame = read_rows(table)
                 if "config_hash" in frame:
                     frame.loc[frame["config_hash"].astype(str) == old_hash, "config_hash"] = self.chash
                 atomic_write_text(table, frame.to_csv(index=False))
@@ -184,7 +204,7 @@ class RunStore:
     # --- rows ------------------------------------------------------------------------------------
     def load(self) -> None:
         """Rows already on disk (metrics.csv and any rank files), one per image id, the newest last."""
-        frames = [pd.read_csv(p) for p in [self.csv_path, *sorted(self.rank_dir.glob("rank*.csv"))] if p.is_file()]
+        frames = [read_rows(p) for p in [self.csv_path, *sorted(self.rank_dir.glob("rank*.csv"))] if p.is_file()]
         for frame in frames:
             frame = frame.astype(object).where(frame.notna(), None)
             for row in frame.to_dict("records"):

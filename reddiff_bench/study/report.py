@@ -16,11 +16,11 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 
 from ..metrics.registry import image_metrics
-from ..run.store import run_state
+from ..run.store import read_rows, run_state
 from .tables import Aggregate, aggregate, pivot, to_latex, to_markdown
 
 GROUP = ["task", "solver"]
-INCOMPLETE = ("running", "failed")  # states of runs that did not finish (a killed run stays "running")
+INCOMPLETE = ("running", "failed", "interrupted")  # runs that did not finish (a killed run stays "running")
 
 
 def rows_below(root: str | Path) -> pd.DataFrame:
@@ -38,7 +38,7 @@ def rows_of(paths: list[Path]) -> pd.DataFrame:
     of a complete run is kept, else the newest."""
     frames = []
     for path in paths:
-        frame = pd.read_csv(path)
+        frame = read_rows(path)
         frame["run_dir"] = str(path.parent)
         frame["run_state"] = run_state(path.parent)
         frame["_mtime"] = path.stat().st_mtime

@@ -44,7 +44,7 @@ from ..run.grid import measurement_image
 from ..run.outputs import load_estimate, to_uint8
 from ..run.pipeline import instantiate_group
 from ..run.settings import compose
-from ..run.store import run_state
+from ..run.store import TEXT_COLUMNS, read_rows, run_state
 from . import figures as fig
 from .sweeps import expand_sweep
 from .tables import aggregate, pivot, ratios, to_latex, to_markdown
@@ -173,7 +173,7 @@ def collect(study: str, scale: str, sweeps: list[str], spec: dict[str, Any]) -> 
     # memory profiles are kept for the studies that draw them (a row per solver step: large)
     draws_memory = any(f.get("kind") == "memory_over_steps" for f in spec.get("figures") or [])
     for sweep, job in _jobs(study, scale, present):
-        frame = pd.read_csv(job / "metrics.csv")
+        frame = read_rows(job / "metrics.csv")
         config = yaml.safe_load((job / "config.yaml").read_text())
         keys = _job_keys(frame, config)
         for key, value in keys.items():
@@ -209,7 +209,7 @@ def _kept(target: Path, sweeps: list[str]) -> tuple[list, list, list]:
     kept = []
     for name in ("rows.csv.gz", "runs.csv", "memory.csv.gz"):
         path = target / name
-        frame = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        frame = pd.read_csv(path, dtype=TEXT_COLUMNS) if path.is_file() else pd.DataFrame()
         kept.append([frame[frame["sweep"].isin(sweeps)]] if sweeps and "sweep" in frame else [])
     return kept[0], kept[1], kept[2]
 
@@ -242,7 +242,7 @@ def _collect_grid(study: str, scale: str, sweeps: list[str], spec: dict[str, Any
     where = spec.get("where", {})
     by_solver: dict[str, Path] = {}
     for _sweep, job in _jobs(study, scale, sweeps):
-        frame = pd.read_csv(job / "metrics.csv", nrows=1)
+        frame = read_rows(job / "metrics.csv", nrows=1)
         if all(str(frame.iloc[0].get(k)) == str(v) for k, v in where.items()):
             by_solver.setdefault(str(frame.iloc[0]["solver"]), job)
     solvers = [s for s in spec["solvers"] if s in by_solver]
@@ -252,7 +252,7 @@ def _collect_grid(study: str, scale: str, sweeps: list[str], spec: dict[str, Any
     config = OmegaConf.load(first / "config.yaml")
     dataset = instantiate_group(config.dataset, "dataset")
     order = {dataset.image_id(i): i for i in range(len(dataset))}
-    ok = pd.read_csv(first / "metrics.csv")
+    ok = read_rows(first / "metrics.csv")
     ok_ids = list(ok[ok["status"] == "ok"]["image_id"].astype(str))
     count = min(int(spec.get("images", 4)), len(ok_ids))
     ids = [ok_ids[round(k * len(ok_ids) / count)] for k in range(count)]  # spread over the dataset
@@ -292,7 +292,7 @@ def build(study: str, scale: str) -> list[Path]:
     folder = data_dir(study, scale)
     if not (folder / "rows.csv.gz").is_file():
         return []
-    rows = pd.read_csv(folder / "rows.csv.gz")
+    rows = read_rows(folder / "rows.csv.gz")
     runs = pd.read_csv(folder / "runs.csv") if (folder / "runs.csv").is_file() else pd.DataFrame()
     written: list[Path] = []
     for table in spec.get("tables") or []:
