@@ -165,3 +165,33 @@ def test_a_run_can_replay_the_saved_measurements_of_another(tmp_path):
     assert a["psnr"].to_numpy() == pytest.approx(b["psnr"].to_numpy())
     fresh, _ = run_config(tmp_path, ["logger=none", "solver=pinv", "task=inpaint_random", "seed=7"], "fresh")
     assert list(pd.read_csv(fresh / "metrics.csv")["measurement_hash"]) != list(a["measurement_hash"])
+
+
+class InterruptedOnSecondBatch:
+    """A test solver: the pseudo-inverse, until the second batch, where Ctrl-C arrives."""
+
+    calls = 0
+
+    def solve(self, prior, operator, y, *, sigma_y, generators, callback=None):
+        type(self).calls += 1
+        if type(self).calls == 2:
+            raise KeyboardInterrupt
+        from reddiff_bench.solvers import SolverResult
+
+        return SolverResult(x0=operator.init_estimate(y))
+
+
+def test_an_interrupted_run_says_so_keeps_its_rows_and_resumes(tmp_path):
+    """Regression (issue 22): Ctrl-C left state.json at 'failed' ('KeyboardInterrupt')."""
+    run_dir = tmp_path / "run"
+    cfg = compose_config(FAST + ["logger=none", "batch_size=1"], run_dir=run_dir)
+    with open_dict(cfg):
+        cfg.solver = OmegaConf.create({"_target_": "tests.test_pipeline.InterruptedOnSecondBatch"})
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, run_dir)
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["state"] == "interrupted" and state["signal"] == "SIGINT"
+    assert len(pd.read_csv(run_dir / "metrics.csv")) == 1  # the first image's row is kept
+    run(cfg, run_dir)  # the same command resumes
+    assert json.loads((run_dir / "state.json").read_text())["state"] == "complete"
+    assert len(pd.read_csv(run_dir / "metrics.csv")) == 3 and InterruptedOnSecondBatch.calls == 4

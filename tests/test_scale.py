@@ -460,3 +460,26 @@ def test_estimate_counts_each_solvers_calls_and_sums_the_hours(capsys):
     assert main(["+experiment=demo", "task=sr4", "solver=pgdm", "hydra.mode=RUN", "--seconds-per-nfe", "1",
                  "--seconds-per-vjp", "1"]) == 0
     assert "| 101 |" in capsys.readouterr().out.replace("   ", " ").replace("  ", " ")  # SR starts at t = 500
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_a_run_in_one_line_and_the_same_command_resumes(tmp_path, sig, status):
+    """Regression (issue 22): Ctrl-C printed a traceback, exited 1 and left state 'failed'; SLURM's
+    SIGTERM did the same. Now: one line, 128 + the signal, state 'interrupted', rows kept."""
+    args = [*SLOW_RUN, f"hydra.run.dir={tmp_path}/run"]
+    proc = start(*args)
+    deadline = time.time() + 120
+    while rows_on_disk(tmp_path / "run" / "metrics.csv") < 2:
+        assert proc.poll() is None and time.time() < deadline, "no rows appeared"
+        time.sleep(0.05)
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == status, err[-2000:]
+    assert "Traceback" not in err and f"interrupted by {sig.name}" in err
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["state"] == "interrupted" and state["signal"] == sig.name
+    kept = rows_on_disk(tmp_path / "run" / "metrics.csv")
+    again = cli(*args)
+    assert again.returncode == 0 and f"{kept} of 6 images already have rows" in again.stdout + again.stderr
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["state"] == "complete"

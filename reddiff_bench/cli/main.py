@@ -7,6 +7,7 @@ sets the exit status (2 when every job was refused, 1 when a job failed)."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -16,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Interrupted
 from ..run.pipeline import run
 from ..run.settings import CONF_DIR, register
 from ..study.report import render, summary
@@ -31,8 +32,14 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    on_signals()
     try:
         outcome = run(cfg, run_dir)
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the whole command stops, the rows stay
+        stopped = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT, "SIGINT")
+        print(f"\ninterrupted by {stopped.name}: the finished rows of {run_dir} are kept; run the same command "
+              f"to resume", file=sys.stderr)
+        sys.exit(stopped.exit_status)
     except ConfigError as err:
         print(f"\nerror: {err}", file=sys.stderr)
         if sweep:  # one refused job must not end the sweep
@@ -51,6 +58,15 @@ def main(cfg: DictConfig) -> float | None:
     report = cfg.report
     print(render(summary(outcome.rows, list(report.group), report.get("columns")), intervals=bool(report.ci)))
     return outcome.summary.get("psnr")  # for Hydra sweepers that optimise
+
+
+def on_signals() -> None:
+    """SIGTERM (a scheduler's stop, SLURM's before a requeue) stops a run as Ctrl-C does."""
+
+    def stop(number: int, frame) -> None:
+        raise Interrupted(number, signal.Signals(number).name)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _record(run_dir: Path, kind: str, text: str) -> None:

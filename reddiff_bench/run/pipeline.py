@@ -176,6 +176,10 @@ def run_context(context: RunContext) -> RunOutcome | None:
         if outcome is not None:
             store.set_state("complete", images_done=outcome.summary.get("num_images"))
         return outcome
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (errors.Interrupted): resumable, not failed
+        if processes.is_main:
+            store.set_state("interrupted", signal=getattr(err, "name", "SIGINT"))
+        raise
     except BaseException as err:
         if processes.is_main:
             store.set_state("failed", error=f"{type(err).__name__}: {err}")
