@@ -59,3 +59,69 @@ def test_cli_prints_the_grid_and_names_bad_input(tmp_path, capsys):
     assert "no metrics.csv below" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--pivot", "solver"])
+
+
+def sweep_config(tmp_path, *overrides):
+    from .helpers import compose_config
+
+    return compose_config(["logger=none", f"hydra.sweep.dir={tmp_path}/sweep", *overrides], run_dir=tmp_path / "sweep")
+
+
+def finished_job(cfg, folder, solver: str, error: str | None = None):
+    """A job directory as the pipeline leaves it (rows, or error.txt), announced to the callback."""
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    folder.mkdir(parents=True)
+    if error:
+        (folder / "error.txt").write_text(error)
+    else:
+        pd.DataFrame([dict(task="t", solver=solver, image_id="a", status="ok", psnr=20.0, config_hash=solver)]).to_csv(
+            folder / "metrics.csv", index=False)
+    job = OmegaConf.create(OmegaConf.to_container(cfg))
+    with read_write(job), open_dict(job):
+        job.hydra.runtime.output_dir = str(folder)
+    return job
+
+
+def test_the_sweep_table_covers_exactly_this_sweeps_jobs_and_errors_set_the_status(tmp_path, capsys, monkeypatch):
+    """Regression (issue 22): a sweep into a folder holding another sweep's jobs tabulated them too
+    (under the gpus launcher, whose workers run the jobs in other processes), and a sweep with a
+    refused job exited 0."""
+    from reddiff_bench.study.report import SWEEP_MANIFEST, SweepReport
+
+    monkeypatch.delenv(SWEEP_MANIFEST, raising=False)
+    cfg = sweep_config(tmp_path)
+    finished_job(cfg, tmp_path / "sweep" / "solver=old", "old")  # an earlier sweep's job, never announced
+    callback = SweepReport()
+    callback.on_multirun_start(cfg)
+    worker = SweepReport()  # a launcher's worker process has its own callback object
+    for name, error in (("dps", None), ("ddrm", "refused: solver.steps must be an integer >= 1\n")):
+        worker.on_job_start(finished_job(cfg, tmp_path / "sweep" / f"solver={name}", name, error))
+    with pytest.raises(SystemExit) as done:
+        callback.on_multirun_end(cfg)
+    assert done.value.code == 2  # a refused job: the table is kept, the status says so
+    table = (tmp_path / "sweep" / "table.md").read_text()
+    assert "| dps |" in table and "| old |" not in table
+    assert "solver=ddrm: refused: solver.steps" in capsys.readouterr().err
+    monkeypatch.delenv(SWEEP_MANIFEST, raising=False)
+    allowed = sweep_config(tmp_path / "b", "report.allow_errors=true")
+    callback.on_multirun_start(allowed)
+    worker.on_job_start(finished_job(allowed, tmp_path / "b" / "sweep" / "x", "dps"))
+    worker.on_job_start(finished_job(allowed, tmp_path / "b" / "sweep" / "y", "pgdm", "failed: Traceback\nBoom\n"))
+    callback.on_multirun_end(allowed)  # no SystemExit: errors allowed, and the table has rows
+
+
+def test_the_gpus_launcher_without_a_gpu_and_missing_data_are_refused_once_before_any_job(tmp_path, capsys):
+    """Regression (issue 22): each job repeated the same error, and a missing checkpoint showed
+    only after the data was fixed."""
+    from reddiff_bench.study.report import SweepReport
+
+    cfg = sweep_config(tmp_path, "hydra/launcher=gpus", "+experiment=imagenet_inpaint",
+                       f"paths.data_dir={tmp_path}/nodata", f"paths.checkpoint_dir={tmp_path}/nockpt",
+                       "model.download=false")
+    with pytest.raises(SystemExit) as done:
+        SweepReport().on_multirun_start(cfg)
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "no job was started" in err and "found no CUDA device" in err
+    assert "imagenet/val does not exist" in err and "256x256_diffusion_uncond.pt" in err  # everything at once

@@ -356,7 +356,7 @@ def test_bad_values_are_refused_before_any_work_naming_the_key(tmp_path, overrid
 def test_a_refused_job_in_a_sweep_leaves_its_error_and_the_sweep_goes_on(tmp_path):
     proc = cli("-m", *QUICK, "solver=reddiff", "dataset.num_images=2", "solver.steps=0,20",
                f"paths.output_dir={tmp_path}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 2, proc.stderr[-2000:]  # the table is made, the status says a job was refused
     assert "Traceback" not in proc.stderr
     errors = list(tmp_path.rglob("error.txt"))
     assert len(errors) == 1 and "solver.steps must be an integer >= 1" in errors[0].read_text()
@@ -483,3 +483,24 @@ def test_a_signal_stops_a_run_in_one_line_and_the_same_command_resumes(tmp_path,
     again = cli(*args)
     assert again.returncode == 0 and f"{kept} of 6 images already have rows" in again.stdout + again.stderr
     assert json.loads((tmp_path / "run" / "state.json").read_text())["state"] == "complete"
+
+
+@pytest.mark.slow
+def test_gpu_slots_are_keyed_by_device_so_disjoint_sweeps_never_collide(tmp_path):
+    """Regression (issue 22): two gpus sweeps of one experiment on launch.devices=[0,1] and [2,3]
+    shared the slot folder; slot locks were numbered by position, so the second was refused."""
+    hold = ("import sys, time; from reddiff_bench.run.launch import claim_slot; "
+            "print(claim_slot(sys.argv[1], [int(d) for d in sys.argv[2].split(',')]), flush=True); time.sleep(30)")
+    first = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path), "0,1"], cwd=REPO, env=ENV,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "(0, 0)"
+        second = subprocess.run([sys.executable, "-c", hold.replace("time.sleep(30)", "None"), str(tmp_path), "2,3"],
+                                cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 0 and second.stdout.strip() == "(0, 2)", second.stderr[-2000:]
+        same = subprocess.run([sys.executable, "-c", hold.replace("time.sleep(30)", "None"), str(tmp_path), "0"],
+                              cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+        assert same.returncode != 0 and "GPU slots" in same.stderr  # device 0 is held by the first
+    finally:
+        first.kill()
+        first.wait()

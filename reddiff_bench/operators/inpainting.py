@@ -180,7 +180,6 @@ class MaskFile(_MaskDegradation):
 
     def __init__(self, path: str):
 
-
         self.path = Path(path).expanduser()
         if self.path.is_dir():
             self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in (".png", ".npz", ".npy"))

@@ -313,7 +313,6 @@ def adm_prior(checkpoint_name: str, checkpoint: str | None = None, checkpoint_di
     """A known ADM checkpoint (see ``checkpoints.REGISTRY``) as a prior: found or downloaded,
     converted once to diffusers format (cached under ``cache_dir/converted``), then loaded."""
 
-
     if checkpoint_name not in REGISTRY:
         raise ConfigError(f"unknown ADM checkpoint {checkpoint_name!r}; known: {sorted(REGISTRY)}")
     entry = REGISTRY[checkpoint_name]
@@ -334,7 +333,6 @@ def random_adm_prior(checkpoint_name: str = "adm_imagenet256_uncond", image_size
     (time, memory) is the real network's, its outputs are not. For timing, memory profiles and
     GPU-hour estimates; ``image_size`` changes the input side (the same layers)."""
     from diffusers import UNet2DModel  # heavy, optional: imported when used
-
 
     if checkpoint_name not in REGISTRY:
         raise ConfigError(f"unknown ADM checkpoint {checkpoint_name!r}; known: {sorted(REGISTRY)}")

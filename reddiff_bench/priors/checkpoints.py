@@ -75,7 +75,6 @@ def resolve_checkpoint(entry: Checkpoint, checkpoint: str | None, checkpoint_dir
         reason = entry.note or "automatic download is off (model.download=false)"
         raise ConfigError(f"checkpoint {entry.filename} for model {entry.name!r} not found at {path}; {reason}. {how}")
 
-
     ensure_writable_dir(path.parent, "the checkpoint folder", "paths.checkpoint_dir (REDDIFF_BENCH_CHECKPOINTS)")
     with lock(path):  # one download when many jobs start together; the others wait and find it
         if not path.is_file():

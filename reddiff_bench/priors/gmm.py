@@ -239,7 +239,6 @@ def fit_photo_mixture(size: int, n_components: int, n_crops: int, scale: float, 
 def _fit(params: dict) -> GaussianMixture:
     from sklearn.mixture import GaussianMixture as SkGaussianMixture  # heavy, optional: imported when used
 
-
     size, n_crops, seed = params["size"], params["n_crops"], params["seed"]
     generator = torch.Generator().manual_seed(seed)
     crops = random_crops(TRAIN_PHOTOS, size, n_crops, params["scale"], generator).reshape(n_crops, -1).numpy()

@@ -3,8 +3,9 @@
 The launcher is hydra-joblib-launcher (a process pool of ``n_jobs`` workers, one per GPU). Neither
 it nor submitit's local executor pins a job to a device (submitit hands every job the same
 ``CUDA_VISIBLE_DEVICES``), so each worker claims a device slot itself: the first free one of
-``launch.devices`` (all visible GPUs by default), held with a file lock under the sweep directory
-for the worker's lifetime. With as many workers as slots, every job finds a free slot, never two
+``launch.devices`` (all visible GPUs by default), held with a file lock named after the device
+under the sweep directory for the worker's lifetime (two sweeps of one experiment on disjoint
+devices share the folder and never collide). With as many workers as slots, every job finds a free slot, never two
 jobs run on one GPU, and a worker that dies releases its slot. Each row records the ``gpu_slot``
 its job ran on.
 """
@@ -45,7 +46,7 @@ def slot_count(devices: list[int] | None) -> int:
 
 def claim_slot(folder: str | Path, devices: list[int] | None) -> tuple[int, int]:
     """This process's slot ``(index, device)``: claimed once (the first free lock among
-    ``folder/slot<k>.lock``) and kept until the process ends."""
+    ``folder/device<id>.lock`` for the ids of ``devices``) and kept until the process ends."""
 
     devices = available_devices(devices)
     folder = Path(folder)
@@ -54,8 +55,8 @@ def claim_slot(folder: str | Path, devices: list[int] | None) -> tuple[int, int]
         index = _HELD[key][0]
         return index, devices[index]
     folder.mkdir(parents=True, exist_ok=True)
-    for index in range(len(devices)):
-        lock = FileLock(str(folder / f"slot{index}.lock"), timeout=0)
+    for index in range(len(devices)):  # locks are named by device: sweeps on disjoint devices never collide
+        lock = FileLock(str(folder / f"device{devices[index]}.lock"), timeout=0)
         try:
             lock.acquire()
         except Timeout:

@@ -37,6 +37,7 @@ from ..metrics.cost import CostMeter
 from ..metrics.posterior import posterior_metrics
 from ..metrics.suite import MetricSuite
 from ..operators import Operator
+from ..priors.checkpoints import REGISTRY, resolve_checkpoint
 from ..tasks import Task, tensor_hash
 from . import distributed
 from .grid import measurement_image, save_grid
@@ -62,6 +63,25 @@ def instantiate_group(node: DictConfig, group: str) -> Any:
                 raise cause from None
             cause = cause.__cause__
         raise ConfigError(f"could not build the {group!r} config ({node.get('_target_', '?')}): {err}") from err
+
+
+def missing_inputs(cfg: DictConfig) -> list[str]:
+    """What a run of ``cfg`` lacks before any work, all of it at once: its data (the dataset is
+    built: image folders are listed), and a known checkpoint that is neither here nor downloadable
+    (a download is tried once, here, so that the jobs after it find the file)."""
+    problems = []
+    try:
+        instantiate_group(cfg.dataset, "dataset")
+    except ConfigError as err:
+        problems.append(str(err))
+    model = cfg.model
+    if "checkpoint_name" in model and str(model.get("_target_", "")).endswith(".adm_prior"):
+        try:
+            resolve_checkpoint(REGISTRY[model.checkpoint_name], model.checkpoint, model.checkpoint_dir,
+                               bool(model.download))
+        except (ConfigError, KeyError) as err:
+            problems.append(str(err))
+    return problems
 
 
 @dataclass

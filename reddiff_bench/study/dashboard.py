@@ -22,7 +22,6 @@ def build_report(study: str, project: str, entity: str):
     """The report object (not saved): blocks and panels from the study's spec and metrics."""
     import wandb_workspaces.reports.v2 as wr  # heavy, optional: imported when used
 
-
     spec = load_spec(study)
 
     def runset(name: str = "Run set") -> Any:

@@ -8,14 +8,20 @@ metric into a grid: one row per remaining group, one column per solver (the READ
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from hydra.experimental.callback import Callback
 
+from ..errors import ConfigError
 from ..metrics.registry import image_metrics
+from ..run.launch import available_devices
+from ..run.pipeline import missing_inputs
 from ..run.store import read_rows, run_state
 from .tables import Aggregate, aggregate, pivot, to_latex, to_markdown
 
@@ -92,42 +98,78 @@ def render(agg: Aggregate, fmt: str = "markdown", intervals: bool = True) -> str
     return to_markdown(agg, intervals=intervals)
 
 
+SWEEP_MANIFEST = "REDDIFF_BENCH_SWEEP_JOBS"  # the file where this sweep's jobs write their directories
+
+
 class SweepReport(Callback):
-    """Hydra callback: print the table of a whole sweep when it ends (its own jobs only: a sweep
-    directory can hold the jobs of earlier sweeps), list the jobs that were refused or failed
-    (their ``error.txt``), and set the exit status: 2 when every job was refused (a preset
-    without its data or checkpoint must not look like a success), 1 when a job failed."""
+    """Hydra callback around a sweep. Before any job: the sweep's data and checkpoint, and the
+    gpus launcher's devices, are checked once, everything missing is named at once, and the sweep
+    is refused (status 2). Each job, in whatever process the launcher runs it, appends its
+    directory to this sweep's manifest (a sweep folder can hold the jobs of earlier sweeps). At the
+    end: the table of exactly this sweep's jobs, the jobs that were refused or failed (their
+    ``error.txt``), and the exit status: 1 when a job failed, 2 when a job was refused, 0 when
+    every job finished (``report.allow_errors=true``: 0 whenever the table has rows)."""
 
-    def __init__(self) -> None:
-        self.job_dirs: list[Path] = []
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        problems = sweep_problems(config)
+        if problems:
+            print("error: the sweep cannot run, no job was started:\n  " + "\n  ".join(problems), file=sys.stderr)
+            raise SystemExit(2)
+        folder = Path(config.hydra.sweep.dir) / ".sweeps"
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jobs"
+        manifest.touch()
+        os.environ[SWEEP_MANIFEST] = str(manifest)  # the launcher's worker processes inherit it
 
-    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
-        self.job_dirs.append(Path(config.hydra.runtime.output_dir))
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        manifest = os.environ.get(SWEEP_MANIFEST)
+        if manifest:
+            with open(manifest, "a") as f:  # one short line per append: atomic under O_APPEND
+                f.write(f"{config.hydra.runtime.output_dir}\n")
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        job_dirs = self.job_dirs or [p.parent for p in sweep_dir.glob("*/config.yaml")]
+        manifest = os.environ.pop(SWEEP_MANIFEST, None)
+        job_dirs = list(dict.fromkeys(Path(line) for line in Path(manifest).read_text().splitlines())) if manifest \
+            else []
         errors = [d / "error.txt" for d in job_dirs if (d / "error.txt").is_file()]
-        paths = [d / "metrics.csv" for d in job_dirs if (d / "metrics.csv").is_file()]
+        paths = [d / "metrics.csv" for d in job_dirs
+                 if (d / "metrics.csv").is_file() and not (d / "error.txt").is_file()]
+        report = config.get("report", {}) or {}
         if paths:
             frame = rows_of(paths)
-            report = config.get("report", {}) or {}
             text = render(summary(frame, list(report.get("group") or GROUP), report.get("columns")),
                           intervals=bool(report.get("ci", False)))
             (sweep_dir / "table.md").write_text(text + "\n")
-            print(f"\nSweep {sweep_dir}:\n{text}")
-        failed = False
+            print(f"\nSweep {sweep_dir} ({len(paths)} of {len(job_dirs)} jobs):\n{text}")
+        kinds = set()
         if errors:
             by_message: dict[str, list[str]] = {}
             for path in errors:
                 message = path.read_text().strip()
-                failed |= message.startswith("failed:")
+                kinds.add(message.split(":", 1)[0])
                 by_message.setdefault(message.splitlines()[-1] if message.startswith("failed:") else message,
                                       []).append(path.parent.name)
-            print(f"\n{len(errors)} job(s) of the sweep were refused or failed (error.txt in each):", file=sys.stderr)
+            print(f"\n{len(errors)} of {len(job_dirs)} job(s) of the sweep were refused or failed (error.txt in each):",
+                  file=sys.stderr)
             for message, jobs in by_message.items():
                 print(f"  {', '.join(jobs)}: {message}", file=sys.stderr)
-        if not paths and errors:
-            raise SystemExit(2)
-        if failed:
-            raise SystemExit(1)
+        if errors and not (paths and report.get("allow_errors", False)):
+            raise SystemExit(1 if "failed" in kinds else 2)
+
+
+def sweep_problems(config: Any) -> list[str]:
+    """What keeps every job of a sweep from running, found before any job: no CUDA device for the
+    gpus launcher, and (unless the sweep varies them) missing data or checkpoint."""
+    problems = []
+    choices = dict(config.hydra.runtime.choices)
+    if choices.get("hydra/launcher") == "gpus":
+        try:
+            available_devices(list(config.launch.devices) if config.launch.get("devices") else None)
+        except ConfigError as err:
+            problems.append(str(err))
+    swept = {o.split("=", 1)[0].lstrip("+~").split(".")[0] for o in config.hydra.overrides.task if "," in o
+             or "glob(" in o} | {str(k).split(".")[0] for k in (config.hydra.sweeper.get("params") or {})}
+    if not swept & {"dataset", "model", "paths"}:
+        problems += missing_inputs(config)
+    return problems

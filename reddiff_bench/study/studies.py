@@ -39,10 +39,9 @@ from omegaconf import OmegaConf
 
 from ..errors import ConfigError
 from ..files import atomic_write_text
-from ..priors.checkpoints import REGISTRY
 from ..run.grid import measurement_image
 from ..run.outputs import load_estimate, to_uint8
-from ..run.pipeline import instantiate_group
+from ..run.pipeline import instantiate_group, missing_inputs
 from ..run.settings import compose
 from ..run.store import TEXT_COLUMNS, read_rows, run_state
 from . import figures as fig
@@ -94,8 +93,8 @@ def run_study(study: str, scale: str, full: bool = False, extra: list[str] | Non
         code = subprocess.call(command, cwd=REPO)
         print(f"== {name}: exit {code} after {time.perf_counter() - start:.0f} s", flush=True)
         status = max(status, code)
-        if code == 2:  # every job refused (no data, no checkpoint): the next sweeps would be too
-            return code
+        if code == 2 and not (OUTPUTS / study / scale / name / "table.md").is_file():
+            return code  # nothing ran (no data, no checkpoint): the next sweeps would not either
     bench = plan.get("bench")
     if bench is not None:
         out = data_dir(study, scale) / "bench.csv"
@@ -123,21 +122,13 @@ def first_job(study: str, scale: str, name: str, overrides: list[str]):
 
 
 def preflight(study: str, scale: str) -> None:
-    """Refuse at once (before any sweep) when the data or checkpoints of a sweep are not here."""
-
+    """Refuse at once (before any sweep) when the data or checkpoints of a sweep are not here,
+    naming everything that is missing."""
+    problems = []
     for name, overrides in (load_spec(study)["scales"][scale].get("sweeps") or {}).items():
-        cfg = first_job(study, scale, name, overrides)
-        try:
-            instantiate_group(cfg.dataset, "dataset")
-        except ConfigError as err:
-            raise ConfigError(f"study {study!r}, sweep {name!r}: {err}") from None
-        if cfg.model.get("_target_", "").endswith("adm_prior"):
-
-            entry = REGISTRY[cfg.model.checkpoint_name]
-            path = Path(cfg.model.checkpoint or Path(cfg.model.checkpoint_dir).expanduser() / entry.filename)
-            if not path.is_file() and not cfg.model.download:
-                raise ConfigError(f"study {study!r}, sweep {name!r}: checkpoint {path} is not here (and "
-                                  f"model.download=false). Download {entry.url} there.")
+        problems += [f"sweep {name!r}: {p}" for p in missing_inputs(first_job(study, scale, name, overrides))]
+    if problems:
+        raise ConfigError(f"study {study!r} at the {scale} scale cannot run:\n  " + "\n  ".join(problems))
 
 
 # --- collecting -------------------------------------------------------------------------------------
@@ -237,7 +228,6 @@ def _job_keys(frame: pd.DataFrame, config: dict[str, Any]) -> dict[str, Any]:
 def _collect_grid(study: str, scale: str, sweeps: list[str], spec: dict[str, Any], target: Path) -> None:
     """The images of a qualitative grid: for the first ``images`` ids, ground truth, measurement and
     each solver's estimate, as uint8 arrays (small at the offline scale)."""
-
 
     where = spec.get("where", {})
     by_solver: dict[str, Path] = {}
