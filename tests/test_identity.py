@@ -105,3 +105,16 @@ def test_a_directory_of_the_earlier_scheme_with_other_settings_is_refused_naming
     schema_1_record(run_dir)
     with pytest.raises(ConfigError, match="seed: 0 in the directory, 5 now"):
         run(compose_config(BASE + ["solver=ddim", "seed=5"], run_dir=run_dir), run_dir)
+
+
+def test_a_long_directory_name_still_shows_its_solver_and_task_and_stays_unique():
+    """Regression (issue 22): the 4-solver preset with several overrides gave folders cut to
+    '...model=adm_ra...8fe8f2b5bfbd', with the solver out of sight."""
+    long = ["model=adm_random", "model.checkpoint_name=adm_ffhq256", "model.image_size=64", "dataset.size=64",
+            "dataset.scale=1.0", "metrics.lpips=none", "task.noise.sigma_y=0.0"]
+    names = {solver: directory_name([*long, f"solver={solver}", "task=sr4"], "") for solver in ("dps", "pgdm")}
+    for solver, name in names.items():
+        assert name.startswith(f"solver={solver},task=sr4,") and len(name) <= 120
+    assert len(set(names.values())) == 2
+    short = directory_name(["task=sr4", "solver=dps"], "")
+    assert short == "solver=dps,task=sr4"  # short names keep Hydra's sorted order (existing folders resume)

@@ -195,3 +195,10 @@ def test_an_interrupted_run_says_so_keeps_its_rows_and_resumes(tmp_path):
     run(cfg, run_dir)  # the same command resumes
     assert json.loads((run_dir / "state.json").read_text())["state"] == "complete"
     assert len(pd.read_csv(run_dir / "metrics.csv")) == 3 and InterruptedOnSecondBatch.calls == 4
+
+
+def test_a_missing_metric_is_explained_in_the_notes(tmp_path):
+    """Regression (issue 22): with sigma_y = 0 data_consistency was null with no note."""
+    _, summary = run_config(tmp_path, ["logger=none", "solver=pinv", "task.noise.sigma_y=0"])
+    assert summary["data_consistency"] is None
+    assert "sigma_y = 0" in summary["notes"]["data_consistency"]

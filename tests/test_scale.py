@@ -266,8 +266,15 @@ def test_a_corrupt_or_unwritable_cache_is_refused_naming_the_file_and_the_fix(tm
 
     key = _fit_key(**params, photos=list(TRAIN_PHOTOS), version=1)
     (tmp_path / f"gmm_photos_{key}.pt").write_bytes(b"truncated")
-    with pytest.raises(ConfigError, match=f"gmm_photos_{key}.pt cannot be read.*Delete it"):
+    with pytest.raises(ConfigError, match=f"gmm_photos_{key}.pt cannot be read.*Delete it") as refused:
         fit_photo_mixture(**params, cache_dir=tmp_path)
+    assert "weights_only" not in str(refused.value)  # regression (issue 22): torch's unsafe hint was repeated
+    import torch
+
+    torch.save({"weights": object()}, tmp_path / f"gmm_photos_{key}.pt")  # a pickle torch refuses to load safely
+    with pytest.raises(ConfigError, match="cannot be read") as refused:
+        fit_photo_mixture(**params, cache_dir=tmp_path)
+    assert "weights_only" not in str(refused.value)
     blocker = tmp_path / "a_file"  # a cache folder below a file cannot be made, even by root
     blocker.write_text("not a folder")
     with pytest.raises(ConfigError, match="not writable.*paths.cache_dir"):

@@ -100,8 +100,10 @@ def directory_name(overrides: list[str], solver_node: str, default: str = "defau
     ``/`` replaced; names longer than 120 characters shortened with a hash of the whole."""
     kept = sorted(o for o in overrides if names_identity(_override_key(o), solver_node))
     name = ",".join(kept).replace("/", "_").replace("\\", "_") or default
-    if len(name) > 120:
-        name = f"{name[:100]}...{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+    if len(name) > 120:  # the solver and the task first, so that a shortened name still says them
+        first = [o for o in kept if _override_key(o) in ("solver", "task")]
+        shown = ",".join(first + [o for o in kept if o not in first]).replace("/", "_").replace("\\", "_")
+        name = f"{shown[:100]}...{hashlib.sha256(name.encode()).hexdigest()[:12]}"
     return name
 
 

@@ -528,6 +528,9 @@ def report(context: RunContext) -> RunOutcome:
         suite.image_metrics(saved[0], load_estimate(outputs, saved[0]), clean(saved[0]))
     run_metrics = suite.finalize([(i, (lambda i=i: load_estimate(outputs, i)), (lambda i=i: clean(i)))
                                   for i in saved])
+    if context.task.sigma_y <= 0 and ok_ids:
+        run_metrics.setdefault("notes", {})["data_consistency"] = (
+            "undefined without measurement noise (sigma_y = 0): it is the residual in units of sigma_y")
     if cfg.reference_metrics and "mse_to_post_mean" not in frame.columns:
         run_metrics.setdefault("notes", {})["mse_to_post_mean"] = (
             "the prior has no exact posterior (only the analytic priors, e.g. gmm_photos, do)")
