@@ -511,3 +511,19 @@ def test_gpu_slots_are_keyed_by_device_so_disjoint_sweeps_never_collide(tmp_path
     finally:
         first.kill()
         first.wait()
+
+
+def test_rank_files_of_a_killed_torchrun_run_are_merged_and_removed_by_a_single_process_resume(tmp_path):
+    """Regression (issue 22): a torchrun run killed, then resumed with one process, left its
+    rows/rank*.csv behind."""
+    args = [*QUICK, "solver=pinv", "dataset.num_images=3"]
+    run_here(tmp_path / "clean", *args)
+    run_dir = tmp_path / "run"
+    run_here(run_dir, *args)
+    (run_dir / "rows").mkdir()
+    rows = pd.read_csv(run_dir / "metrics.csv", dtype={"image_id": str})
+    rows.iloc[:2].to_csv(run_dir / "rows" / "rank1.csv", index=False)  # what a killed rank had written
+    (run_dir / "metrics.csv").unlink()
+    run_here(run_dir, *args)
+    assert not (run_dir / "rows").exists()
+    assert_same_rows(pd.read_csv(run_dir / "metrics.csv"), pd.read_csv(tmp_path / "clean" / "metrics.csv"))

@@ -257,7 +257,7 @@ def solve_and_report(context: RunContext) -> RunOutcome | None:
     processes.barrier()
     if not processes.is_main:
         return None
-    if processes.distributed:
+    if processes.distributed or store.has_rank_files():  # a torchrun run, or one resumed by a single process
         store.merge(order)
     else:
         store.write(order)

@@ -231,6 +231,9 @@ class RunStore:
         """``metrics.csv`` with every row, in the dataset's order (ids outside it last)."""
         atomic_write_text(self.csv_path, self.frame(order).to_csv(index=False))
 
+    def has_rank_files(self) -> bool:
+        return any(self.rank_dir.glob("rank*.csv"))
+
     def merge(self, order: dict[str, int]) -> None:
         """Rank 0 after the others finished: every rank's rows into metrics.csv, rank files removed."""
         self.load()
