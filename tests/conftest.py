@@ -17,6 +17,11 @@ os.environ.setdefault("REDDIFF_BENCH_CACHE", str(_SESSION_TMP / "cache"))
 os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two workers share the 2 cores: one thread each, and so for the processes they start (idle
+    # OpenMP threads spin, and oversubscribed spinning makes a solve tens of times slower)
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 import torch  # noqa: E402
 
 # one thread per xdist worker (make test runs two on the 2 cores), else up to two
