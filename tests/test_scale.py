@@ -297,16 +297,17 @@ def test_replaying_measurements_of_another_task_or_noise_is_refused(tmp_path):
     from reddiff_bench.errors import ConfigError
 
     base = QUICK + ["solver=pinv", "dataset.num_images=2"]
-    run_here(tmp_path / "first", *base, "task=sr4")
-    replay = f"measurements_from={tmp_path}/first/measurements"
+    first = tmp_path / "runs" / "solver=pinv,task=sr4"  # a folder named as the project names them
+    run_here(first, *base, "task=sr4")
+    replay = f"measurements_from='{first}/measurements'"  # quoted as the README shows (issue 22 row 6)
     with pytest.raises(ConfigError, match="made by another task"):
         run_here(tmp_path / "replay1", *base, "task=inpaint_box", replay)
     with pytest.raises(ConfigError, match="noise.sigma_y: 0.05 when saved, 0.2 in this run"):
         run_here(tmp_path / "replay2", *base, "task=sr4", "task.noise.sigma_y=0.2", replay)
     run_here(tmp_path / "same", *base, "task=sr4", replay)
-    same, first = pd.read_csv(tmp_path / "same" / "metrics.csv"), pd.read_csv(tmp_path / "first" / "metrics.csv")
-    assert list(same["measurement_hash"]) == list(first["measurement_hash"])  # the very same y
-    assert same["psnr"].tolist() == pytest.approx(first["psnr"].tolist())
+    same, made = pd.read_csv(tmp_path / "same" / "metrics.csv"), pd.read_csv(first / "metrics.csv")
+    assert list(same["measurement_hash"]) == list(made["measurement_hash"])  # the very same y
+    assert same["psnr"].tolist() == pytest.approx(made["psnr"].tolist())
 
 
 def test_photo_crops_have_distinct_ids_and_say_when_they_cannot():
