@@ -440,6 +440,7 @@ def test_the_slurm_preset_composes_with_requeues_allowed():
     assert launcher._target_.endswith("SlurmLauncher")
     assert launcher.gpus_per_node == 1 and launcher.max_num_timeout >= 1 and launcher.array_parallelism >= 1
     assert launcher.partition == "gpu" and launcher.timeout_min > 0 and launcher.mem_gb > 0
+    assert launcher.name == cfg.experiment_name == "default"  # regression (issue 22): the job was named __main__
 
 
 @pytest.mark.slow
