@@ -162,3 +162,27 @@ def test_a_garbage_table_in_a_run_directory_is_refused_naming_it_and_kept(tmp_pa
     with pytest.raises(ConfigError, match=r"metrics\.csv is not a table of rows.*move it away"):
         run_folder(root, tmp_path / "run")
     assert (tmp_path / "run" / "metrics.csv").read_text() == garbage
+
+
+def test_the_report_and_the_summary_agree_when_the_dataset_changes(tmp_path, capsys):
+    """Regression (issue 22): photos with num_images=2, then 4 in the same folder (the crops depend
+    on N): the summary counted 4 images, the report 6. Both now count the dataset's 4 and name the
+    rows left out."""
+    from reddiff_bench.cli.report import main
+    from reddiff_bench.run.pipeline import run
+    from reddiff_bench.study.report import rows_below, summary
+
+    run_dir = tmp_path / "run"
+    base = SMALL_GMM + ["solver=pinv", "logger=none", "progress=false", "metrics.fid=false"]
+    run(compose_config(base + ["dataset.num_images=2"], run_dir=run_dir), run_dir)
+    first = set(pd.read_csv(run_dir / "metrics.csv", dtype=str)["image_id"])
+    outcome = run(compose_config(base + ["dataset.num_images=4"], run_dir=run_dir), run_dir)
+    on_disk = pd.read_csv(run_dir / "metrics.csv", dtype=str)
+    gone = sorted(set(on_disk["image_id"]) - set(outcome.rows["image_id"]))
+    assert len(on_disk) == 4 + len(gone) and gone and set(gone) <= first  # old crops stay on disk
+    assert outcome.summary["num_images"] == 4 and outcome.summary["rows_outside_dataset"] == gone
+    assert all(i in outcome.summary["notes"]["rows_outside_dataset"] for i in gone)
+    frame = rows_below(tmp_path)
+    assert int(summary(frame).count.iloc[0]) == 4 and frame.attrs["outside_dataset"] == {str(run_dir): gone}
+    assert main([str(tmp_path)]) == 0
+    assert f"{len(gone)} row(s) of images its dataset no longer holds are left out" in capsys.readouterr().err

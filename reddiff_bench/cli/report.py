@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(render(table, args.format, intervals=not args.means))
+    for run_dir, ids in frame.attrs.get("outside_dataset", {}).items():
+        print(f"note: {run_dir}: {len(ids)} row(s) of images its dataset no longer holds are left out: "
+              f"{', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}", file=sys.stderr)
     incomplete = sorted(set(frame.loc[frame["run_state"].isin(INCOMPLETE), "run_dir"])) if "run_state" in frame else []
     if incomplete:
         print(f"\nnote: {len(incomplete)} run(s) below {args.root} are not complete (killed, failed or running); their "

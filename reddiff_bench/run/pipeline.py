@@ -47,7 +47,7 @@ from .loggers import NullLogger
 from .outputs import has_output, load_estimate, load_measurements, save_measurement, save_output, task_signature
 from .profile import MemoryProfile
 from .settings import check_run_settings, resolve_device, resolved
-from .store import RunOwnership, RunStore
+from .store import DATASET_IDS, RunOwnership, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,7 @@ def run_context(context: RunContext) -> RunOutcome | None:
     try:
         if processes.is_main:
             atomic_write_text(context.run_dir / "config.yaml", OmegaConf.to_yaml(context.resolved))
+            atomic_write_text(context.run_dir / DATASET_IDS, json.dumps(context.ids))
             store.set_state("running", images_total=len(context.ids))
         outcome = solve_and_report(context)
         if outcome is not None:
@@ -528,6 +529,11 @@ def report(context: RunContext) -> RunOutcome:
         suite.image_metrics(saved[0], load_estimate(outputs, saved[0]), clean(saved[0]))
     run_metrics = suite.finalize([(i, (lambda i=i: load_estimate(outputs, i)), (lambda i=i: clean(i)))
                                   for i in saved])
+    outside = sorted(frame.loc[~in_dataset, "image_id"].astype(str))
+    if outside:
+        run_metrics.setdefault("notes", {})["rows_outside_dataset"] = (
+            f"{len(outside)} row(s) of images no longer in the dataset stay in metrics.csv, uncounted: "
+            f"{', '.join(outside[:10])}{' ...' if len(outside) > 10 else ''}")
     if context.task.sigma_y <= 0 and ok_ids:
         run_metrics.setdefault("notes", {})["data_consistency"] = (
             "undefined without measurement noise (sigma_y = 0): it is the residual in units of sigma_y")

@@ -71,6 +71,15 @@ def read_rows(path: Path, **kwargs: Any) -> pd.DataFrame:
     return frame
 
 
+DATASET_IDS = "dataset_ids.json"  # the image ids of the run's dataset as it last ran
+
+
+def dataset_ids(run_dir: Path) -> set[str] | None:
+    """The ids a run's dataset held when it last ran (None for runs that did not record them)."""
+    path = Path(run_dir) / DATASET_IDS
+    return set(json.loads(path.read_text())) if path.is_file() else None
+
+
 def read_state(run_dir: Path) -> dict[str, Any]:
     """A run directory's ``state.json`` ({} when there is none, or it cannot be read)."""
     try:
@@ -270,10 +279,11 @@ class RunStore:
         }
         if outside:
             summary["num_rows_outside_dataset"] = outside
+            summary["rows_outside_dataset"] = sorted(self.frame()["image_id"].astype(str)[lambda i: ~i.isin(ids)])
         for column in numeric.columns:
             value = numeric[column].mean()
-            summary[column] = None if value is None or (isinstance(value,
-                                                                   float) and math.isnan(value)) else float(value)
+            missing = value is None or (isinstance(value, float) and math.isnan(value))
+            summary[column] = None if missing else float(value)
         if "peak_mem_kind" in frame.columns:
             summary["peak_mem_kind"] = ",".join(sorted(set(frame["peak_mem_kind"].dropna().astype(str))))
         return summary

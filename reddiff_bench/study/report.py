@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..metrics.registry import image_metrics
 from ..run.launch import available_devices
 from ..run.pipeline import missing_inputs
-from ..run.store import read_rows, run_state
+from ..run.store import dataset_ids, read_rows, run_state
 from .tables import Aggregate, aggregate, pivot, to_latex, to_markdown
 
 GROUP = ["task", "solver"]
@@ -41,10 +41,18 @@ def rows_of(paths: list[Path]) -> pd.DataFrame:
     """The rows of ``paths`` (metrics.csv files), with ``run_dir`` and ``run_state`` (the state of
     the run that wrote them: complete, running, failed). An image solved by several runs of the
     same configuration (a killed run and its re-run in another directory) counts once: the row
-    of a complete run is kept, else the newest."""
-    frames = []
+    of a complete run is kept, else the newest. Rows of images that a run's dataset no longer holds
+    (``dataset_ids.json``) are left out, as the run's summary leaves them out, and named in
+    ``rows.attrs["outside_dataset"]``."""
+    frames, outside = [], {}
     for path in paths:
         frame = read_rows(path)
+        ids = dataset_ids(path.parent)
+        if ids is not None and "image_id" in frame:  # rows of images the run's dataset no longer holds
+            gone = ~frame["image_id"].isin(ids)
+            if gone.any():
+                outside[str(path.parent)] = sorted(frame.loc[gone, "image_id"])
+                frame = frame[~gone]
         frame["run_dir"] = str(path.parent)
         frame["run_state"] = run_state(path.parent)
         frame["_mtime"] = path.stat().st_mtime
@@ -55,7 +63,9 @@ def rows_of(paths: list[Path]) -> pd.DataFrame:
         rows = rows.sort_values(["_complete", "_mtime"], kind="stable")
         rows = rows.drop_duplicates(["config_hash", "image_id"], keep="last").sort_index()
         rows = rows.drop(columns="_complete")
-    return rows.drop(columns="_mtime").reset_index(drop=True)
+    rows = rows.drop(columns="_mtime").reset_index(drop=True)
+    rows.attrs["outside_dataset"] = outside  # run directory -> ids left out
+    return rows
 
 
 def summary(frame: pd.DataFrame, group: list[str] | None = None, columns: list[str] | None = None) -> Aggregate:
