@@ -43,15 +43,20 @@ def _atomic_save(obj: Any, path: Path) -> None:
             tmp.unlink()
 
 
-def save_measurement(folder: Path, image_id: str, record: dict[str, Tensor], signature: dict[str, Any]) -> None:
-    _atomic_save({**record, "task": json.dumps(signature, default=str)}, folder / f"{image_id}.pt")
+def save_measurement(folder: Path, image_id: str, record: dict[str, Tensor], signature: dict[str, Any],
+                     source: dict[str, str]) -> None:
+    """One image's artifacts and y, with the task that made them and ``source``: the dataset and
+    the hash of the ground-truth image they were measured on."""
+    _atomic_save({**record, "task": json.dumps(signature, default=str), "source": json.dumps(source)},
+                 folder / f"{image_id}.pt")
 
 
-def load_measurements(folder: Path, image_ids: list[str], signature: dict[str, Any]) -> tuple[list[dict[str, Tensor]],
-                                                                                              Tensor]:
-    """Artifacts and y of an earlier run's images, refused unless made by the same task settings."""
-    artifacts, ys = [], []
-    for image_id in image_ids:
+def load_measurements(folder: Path, image_ids: list[str], signature: dict[str, Any],
+                      image_hashes: list[str]) -> tuple[list[dict[str, Tensor]], Tensor]:
+    """Artifacts and y of an earlier run's images, refused unless made by the same task settings
+    on the same images (``image_hashes``: the hashes of this run's ground truth, in order)."""
+    artifacts, ys, other = [], [], []
+    for image_id, image_hash in zip(image_ids, image_hashes):
         path = folder / f"{image_id}.pt"
         if not path.is_file():
             raise ConfigError(f"no saved measurement {path} for image {image_id!r} (measurements_from={folder}); "
@@ -67,8 +72,19 @@ def load_measurements(folder: Path, image_ids: list[str], signature: dict[str, A
             raise ConfigError(f"the saved measurement {path} was made by another task than this run's; its y would "
                               f"be relabelled. Differences: " + "; ".join(differences) + ". Run with the task "
                               "settings it was made with, or drop measurements_from.")
+        if "source" not in record:
+            raise ConfigError(f"{path} does not record the image it was measured on (written by an older version); "
+                              f"re-create the measurements with this version, or drop measurements_from.")
+        source = json.loads(record["source"])
+        if source.get("image_hash") != image_hash:
+            other.append(f"{image_id} (measured on dataset {source.get('dataset')!r})")
         artifacts.append({k[len("artifact_"):]: v for k, v in record.items() if k.startswith("artifact_")})
         ys.append(record["y"])
+    if other:
+        raise ConfigError(f"the saved measurements under {folder} were made on other images than this run's, under "
+                          f"the same ids: {', '.join(other[:10])}{' ...' if len(other) > 10 else ''}. Their y would "
+                          f"be scored against the wrong ground truth. Point measurements_from at a run on these "
+                          f"images, or drop it.")
     return artifacts, torch.stack(ys)
 
 

@@ -378,8 +378,9 @@ def measure(context: RunContext, image_ids: list[str], x: Tensor) -> Measurement
     cfg, task, device = context.cfg, context.task, context.device
     shape = tuple(x.shape[1:])
     signature = task_signature(context.resolved["task"])
+    image_hashes = [tensor_hash({"x": x[k].cpu()}) for k in range(len(image_ids))]
     if cfg.get("measurements_from"):
-        artifacts, y = load_measurements(Path(cfg.measurements_from), image_ids, signature)
+        artifacts, y = load_measurements(Path(cfg.measurements_from), image_ids, signature, image_hashes)
         operator: Operator = task.operator(artifacts, shape).to(device)
         y = y.to(device)
     else:
@@ -392,7 +393,8 @@ def measure(context: RunContext, image_ids: list[str], x: Tensor) -> Measurement
         record = {**{f"artifact_{name}": t for name, t in artifacts[k].items()}, "y": y[k].cpu()}
         hashes.append(tensor_hash(record))
         if cfg.save_measurements:
-            save_measurement(context.run_dir / "measurements", image_id, record, signature)
+            save_measurement(context.run_dir / "measurements", image_id, record, signature,
+                             {"dataset": context.dataset.name, "image_hash": image_hashes[k]})
     singles = [task.operator([a], shape).to(device) for a in artifacts]
     return Measurement(artifacts, operator, y, singles, hashes)
 
