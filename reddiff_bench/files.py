@@ -79,16 +79,17 @@ def publish(path: str | Path, build: Callable[[Path], None], directory: bool = F
     return path
 
 
-def read_or_explain(path: Path, read: Callable[[Path], T], what: str) -> T:
-    """``read(path)``, or a ConfigError naming the file and the fix when it is corrupt."""
+def read_or_explain(path: Path, read: Callable[[Path], T], what: str, fix: str | None = None) -> T:
+    """``read(path)``, or a ConfigError naming the file and the fix when it is corrupt (``fix``:
+    what to do about it; by default, for caches: delete it, it is rebuilt)."""
     try:
         return read(path)
     except Exception as err:  # noqa: BLE001 - a truncated or foreign file fails in many ways (pickle, zip, keys)
         # only the kind of error: a loader's own hint (torch's: retry with weights_only=False, i.e. run
         # whatever code the file holds) is not advice to repeat about a file nobody vouches for
-        raise ConfigError(f"the cached {what} {path} cannot be read (truncated, or not written by this version: "
-                          f"{type(err).__name__}). Delete it and run again: it is rebuilt (or set paths.cache_dir "
-                          f"to another folder).") from None
+        fix = fix or "Delete it and run again: it is rebuilt (or set paths.cache_dir to another folder)."
+        raise ConfigError(f"the {what} {path} cannot be read (truncated, or not written by this version: "
+                          f"{type(err).__name__}). {fix}") from None
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -308,6 +308,9 @@ def test_replaying_measurements_of_another_task_or_noise_is_refused(tmp_path):
     same, made = pd.read_csv(tmp_path / "same" / "metrics.csv"), pd.read_csv(first / "metrics.csv")
     assert list(same["measurement_hash"]) == list(made["measurement_hash"])  # the very same y
     assert same["psnr"].tolist() == pytest.approx(made["psnr"].tolist())
+    next((first / "measurements").glob("*.pt")).write_bytes(b"cut short")  # a half-copied folder
+    with pytest.raises(ConfigError, match=r"saved measurement .* cannot be read .* Re-create the measurements"):
+        run_here(tmp_path / "broken", *base, "task=sr4", replay)
 
 
 def test_photo_crops_have_distinct_ids_and_say_when_they_cannot():

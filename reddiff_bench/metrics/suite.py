@@ -59,7 +59,7 @@ class MetricSuite:
     def _load_real(self) -> dict[str, np.ndarray] | None:
         if self._real_cache is None or not self._real_cache.is_file():
             return None
-        return read_or_explain(self._real_cache, _read_features, "FID reference features")
+        return read_or_explain(self._real_cache, _read_features, "cached FID reference features")
 
     def _net(self, name: str, build):
         if name in self.notes:

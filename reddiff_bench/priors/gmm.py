@@ -233,7 +233,7 @@ def fit_photo_mixture(size: int, n_components: int, n_crops: int, scale: float, 
         state = torch.load(p, map_location="cpu", weights_only=True)
         return GaussianMixture(state["weights"], state["means"], state["evals"], state["evecs"])
 
-    return read_or_explain(path, read, "Gaussian-mixture fit")
+    return read_or_explain(path, read, "cached Gaussian-mixture fit")
 
 
 def _fit(params: dict) -> GaussianMixture:

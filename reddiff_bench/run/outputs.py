@@ -22,7 +22,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..files import temporary_sibling
+from ..files import read_or_explain, temporary_sibling
 from .identity import flatten
 from .store import config_differences
 
@@ -61,7 +61,9 @@ def load_measurements(folder: Path, image_ids: list[str], signature: dict[str, A
         if not path.is_file():
             raise ConfigError(f"no saved measurement {path} for image {image_id!r} (measurements_from={folder}); "
                               f"point measurements_from at the measurements/ folder of a run on the same data.")
-        record = torch.load(path, map_location="cpu", weights_only=True)
+        record = read_or_explain(path, lambda p: torch.load(p, map_location="cpu", weights_only=True),
+                                 "saved measurement", "Re-create the measurements with the run that made them, or "
+                                                      "drop measurements_from.")
         if "task" not in record:
             raise ConfigError(f"{path} does not record the task that made it (written by an older version); "
                               f"re-create the measurements with this version, or drop measurements_from.")

@@ -38,7 +38,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from ..errors import ConfigError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, read_or_explain
 from ..run.grid import measurement_image
 from ..run.outputs import load_estimate, to_uint8
 from ..run.pipeline import instantiate_group, missing_inputs
@@ -172,7 +172,9 @@ def collect(study: str, scale: str, sweeps: list[str], spec: dict[str, Any]) -> 
                 frame[key] = value
         frame.insert(0, "sweep", sweep)
         rows.append(frame)
-        summary = json.loads((job / "summary.json").read_text()) if (job / "summary.json").is_file() else {}
+        summary = read_or_explain(job / "summary.json", lambda p: json.loads(p.read_text()), "run summary",
+                                  "Run the study again: the job is complete, so it only writes its summary "
+                                  "again.") if (job / "summary.json").is_file() else {}
         runs.append(pd.DataFrame([{"sweep": sweep, "job": job.name, **keys,
                                    **{k: v for k, v in summary.items() if not isinstance(v, (dict, list))},
                                    "notes": json.dumps(summary.get("notes", {}), sort_keys=True)}]))
