@@ -61,12 +61,14 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def on_signals() -> None:
-    """SIGTERM (a scheduler's stop, SLURM's before a requeue) stops a run as Ctrl-C does."""
+    """SIGTERM (a scheduler's stop, SLURM's before a requeue) and SIGHUP (the terminal closed) stop
+    a run as Ctrl-C does. SIGUSR2 stays submitit's (its checkpoint-and-requeue before a time limit)."""
 
     def stop(number: int, frame) -> None:
         raise Interrupted(number, signal.Signals(number).name)
 
-    signal.signal(signal.SIGTERM, stop)
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, stop)
 
 
 def _record(run_dir: Path, kind: str, text: str) -> None:
