@@ -475,7 +475,8 @@ def test_estimate_counts_each_solvers_calls_and_sums_the_hours(capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_a_signal_stops_a_run_in_one_line_and_the_same_command_resumes(tmp_path, sig, status):
     """Regression (issue 22): Ctrl-C printed a traceback, exited 1 and left state 'failed'; SLURM's
     SIGTERM did the same. Now: one line, 128 + the signal, state 'interrupted', rows kept."""
