@@ -202,3 +202,18 @@ def test_a_missing_metric_is_explained_in_the_notes(tmp_path):
     _, summary = run_config(tmp_path, ["logger=none", "solver=pinv", "task.noise.sigma_y=0"])
     assert summary["data_consistency"] is None
     assert "sigma_y = 0" in summary["notes"]["data_consistency"]
+
+
+def test_an_unreadable_saved_estimate_is_named_and_once_deleted_left_out(tmp_path):
+    """A corrupt outputs/<id>.png stopped the report with PIL's own error."""
+    from reddiff_bench.errors import ConfigError
+
+    run_dir, _ = run_config(tmp_path, ["logger=none", "solver=pinv", "metrics.fid=false"])
+    broken = sorted((run_dir / "outputs").glob("*.png"))[0]
+    broken.write_bytes(b"not a png")
+    with pytest.raises(ConfigError, match=f"saved estimate {broken} cannot be read.*Delete it"):
+        run_config(tmp_path, ["logger=none", "solver=pinv", "metrics.fid=false"])
+    broken.unlink()
+    _, summary = run_config(tmp_path, ["logger=none", "solver=pinv", "metrics.fid=false"])
+    assert summary["num_images"] == 3
+    assert json.loads((run_dir / "state.json").read_text())["state"] == "complete"

@@ -114,16 +114,26 @@ def save_output(folder: Path, image_id: str, estimate: Tensor, samples: Tensor |
                      folder / f"{image_id}.pt")
 
 
+UNREADABLE_ESTIMATE = ("Delete it: the run's FID and grid then leave that image out and say so in the summary's "
+                       "notes (its row stays).")
+
+
+def _read_png(path: Path) -> Tensor:
+    with Image.open(path) as image:
+        pixels = torch.from_numpy(np.array(image)).float()
+    return pixels[None] if pixels.ndim == 2 else pixels.permute(2, 0, 1)
+
+
 def load_estimate(folder: Path, image_id: str) -> Tensor:
-    """The saved estimate as (1, C, H, W) in [-1, 1] (or (1, d) for vectors)."""
+    """The saved estimate as (1, C, H, W) in [-1, 1] (or (1, d) for vectors); a file that cannot
+    be read is refused, naming it and what to do."""
     png = folder / f"{image_id}.png"
     if png.is_file():
-
-        with Image.open(png) as image:
-            pixels = torch.from_numpy(np.array(image)).float()
-        pixels = pixels[None] if pixels.ndim == 2 else pixels.permute(2, 0, 1)
-        return (pixels / 127.5 - 1.0)[None]
-    return torch.load(folder / f"{image_id}.pt", map_location="cpu", weights_only=True)["estimate"][None]
+        return (read_or_explain(png, _read_png, "saved estimate", UNREADABLE_ESTIMATE) / 127.5 - 1.0)[None]
+    path = folder / f"{image_id}.pt"
+    record = read_or_explain(path, lambda p: torch.load(p, map_location="cpu", weights_only=True), "saved estimate",
+                             UNREADABLE_ESTIMATE)
+    return record["estimate"][None]
 
 
 def has_output(folder: Path, image_id: str) -> bool:
