@@ -306,3 +306,11 @@ def test_collect_leaves_out_unfinished_runs_and_names_them(tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert "left out 2 unfinished run(s)" in err
     assert "grid/solver=dps (running)" in err and "grid/solver=pgdm (failed)" in err
+
+
+def test_the_tables_display_order_names_every_solver_of_conf_once():
+    """studies.SOLVER_ORDER only orders the rows and columns of tables; the solvers themselves are
+    the options of conf/solver/. The order cannot drift from them."""
+    from reddiff_bench.study.bench import solver_names
+
+    assert sorted(study_module.SOLVER_ORDER) == solver_names()

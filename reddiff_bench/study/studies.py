@@ -53,7 +53,7 @@ EXPERIMENTS = REPO / "experiments"
 OUTPUTS = REPO / "outputs" / "studies"
 SCALES = ("offline", "paper")
 SOLVER_ORDER = ["reddiff", "reddiff_parallel", "dps", "pgdm", "ddrm", "ddnm", "diffpir", "daps", "mcgdiff", "ddim",
-                "pinv"]  # rows and columns of the tables
+                "pinv"]  # the order of rows and columns in tables: every option of conf/solver/ once (tested)
 
 
 def studies() -> list[str]:
