@@ -73,7 +73,7 @@ def config_hash(ident: dict[str, Any], length: int = 12) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
-def _override_key(override: str) -> str:
+def override_key(override: str) -> str:
     """``+task.noise.sigma_y=0`` -> ``task.noise.sigma_y``; ``hydra/launcher=gpus`` -> ``hydra.launcher``."""
     key = override.split("=", 1)[0].lstrip("+~")
     return key.split("@", 1)[0].replace("/", ".")
@@ -98,10 +98,10 @@ def directory_name(overrides: list[str], solver_node: str, default: str = "defau
     """The folder of a run from its command-line overrides (Hydra's ``hydra.overrides.task``): those
     that can change its identity, sorted, as ``key=value`` joined by commas; ``default`` when none;
     ``/`` replaced; names longer than 120 characters shortened with a hash of the whole."""
-    kept = sorted(o for o in overrides if names_identity(_override_key(o), solver_node))
+    kept = sorted(o for o in overrides if names_identity(override_key(o), solver_node))
     name = ",".join(kept).replace("/", "_").replace("\\", "_") or default
     if len(name) > 120:  # the solver and the task first, so that a shortened name still says them
-        first = [o for o in kept if _override_key(o) in ("solver", "task")]
+        first = [o for o in kept if override_key(o) in ("solver", "task")]
         shown = ",".join(first + [o for o in kept if o not in first]).replace("/", "_").replace("\\", "_")
         name = f"{shown[:100]}...{hashlib.sha256(name.encode()).hexdigest()[:12]}"
     return name

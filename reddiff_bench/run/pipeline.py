@@ -548,7 +548,8 @@ def report(context: RunContext) -> RunOutcome:
             f"images have none (save_outputs=false?)")
     model = context.prior.name if context.prior is not None else recorded_model(frame)
     summary = store.write_summary({**context.run_ids(model), "config_hash": store.chash,
-                                   "device": str(context.device), **run_metrics}, current)
+                                   "device": str(context.device), **run_metrics,
+                                   **({"rows_outside_dataset": outside} if outside else {})}, current)
     for name, reason in run_metrics.get("notes", {}).items():
         print(f"note: {name}: {reason}")
     context.logger.log_rows(frame, images)

@@ -279,7 +279,6 @@ class RunStore:
         }
         if outside:
             summary["num_rows_outside_dataset"] = outside
-            summary["rows_outside_dataset"] = sorted(self.frame()["image_id"].astype(str)[lambda i: ~i.isin(ids)])
         for column in numeric.columns:
             value = numeric[column].mean()
             missing = value is None or (isinstance(value, float) and math.isnan(value))

@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 
 from ..errors import ConfigError
 from ..metrics.registry import image_metrics
+from ..run.identity import override_key
 from ..run.launch import available_devices
 from ..run.pipeline import missing_inputs
 from ..run.store import dataset_ids, read_rows, run_state
@@ -178,8 +179,8 @@ def sweep_problems(config: Any) -> list[str]:
             available_devices(list(config.launch.devices) if config.launch.get("devices") else None)
         except ConfigError as err:
             problems.append(str(err))
-    swept = {o.split("=", 1)[0].lstrip("+~").split(".")[0] for o in config.hydra.overrides.task if "," in o
-             or "glob(" in o} | {str(k).split(".")[0] for k in (config.hydra.sweeper.get("params") or {})}
+    swept = {override_key(o).split(".")[0] for o in config.hydra.overrides.task if "," in o or "glob(" in o}
+    swept |= {override_key(str(k)).split(".")[0] for k in (config.hydra.sweeper.get("params") or {})}
     if not swept & {"dataset", "model", "paths"}:
         problems += missing_inputs(config)
     return problems
