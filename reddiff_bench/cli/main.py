@@ -2,8 +2,10 @@
 preset that is one); at its end the run's table is printed.
 
 In a sweep a job that is refused (bad input: ``ConfigError``) or that fails (any other error)
-writes ``error.txt`` in its directory and the sweep goes on; the sweep's report lists them and
-sets the exit status (2 when every job was refused, 1 when a job failed)."""
+writes ``error.txt`` in its directory and the sweep goes on; the sweep's report
+(``study.report.SweepReport``) lists them and sets the exit status (1 when a job failed, 2 when
+one was refused, unless ``report.allow_errors``). Ctrl-C, SIGTERM and SIGHUP stop the command with
+128 + the signal, the finished rows kept."""
 
 from __future__ import annotations
 
