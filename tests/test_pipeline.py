@@ -217,3 +217,44 @@ def test_an_unreadable_saved_estimate_is_named_and_once_deleted_left_out(tmp_pat
     _, summary = run_config(tmp_path, ["logger=none", "solver=pinv", "metrics.fid=false"])
     assert summary["num_images"] == 3
     assert json.loads((run_dir / "state.json").read_text())["state"] == "complete"
+
+
+class StepsThenInterruptedOnSecondBatch(InterruptedOnSecondBatch):
+    """InterruptedOnSecondBatch that reports two solver steps, as a real solver does."""
+
+    calls = 0
+
+    def solve(self, prior, operator, y, *, sigma_y, generators, callback=None):
+        for step in range(2):
+            if callback is not None:
+                callback(step, {"loss_obs": float(step + 1)})
+        return super().solve(prior, operator, y, sigma_y=sigma_y, generators=generators, callback=callback)
+
+
+def test_a_resumed_offline_wandb_run_is_whole_in_its_newest_folder(tmp_path):
+    """Regression (issue 22): a resumed offline run wrote a second offline-run folder without the
+    first batch's curves; ``wandb sync`` keeps one folder per run id, so the curves were lost."""
+    from .helpers import wandb_records
+
+    run_dir = tmp_path / "run"
+    cfg = compose_config(FAST + ["logger=wandb", "batch_size=1", "profile.memory=false"], run_dir=run_dir)
+    with open_dict(cfg):
+        cfg.solver = OmegaConf.create({"_target_": "tests.test_pipeline.StepsThenInterruptedOnSecondBatch"})
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, run_dir)
+    (first,) = (run_dir / "wandb").glob("offline-run-*")  # dated a day earlier, as a requeued attempt's would be:
+    first.rename(first.with_name("offline-run-20000101_000000-" + first.name.rsplit("-", 1)[1]))  # W&B reuses a
+    run(cfg, run_dir)                                                                 # folder of the same second
+    folders = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(folders) == 2 and folders[0].name[-16:] == folders[1].name[-16:]  # one id, two attempts
+    assert (run_dir / "wandb" / "latest-run").resolve() == folders[1].resolve()  # what the README says to sync
+    (newest,) = folders[-1].glob("run-*.wandb")
+    steps, tables = [], 0
+    for record in wandb_records(newest):
+        if record.WhichOneof("record_type") == "history":
+            values = {item.key or "/".join(item.nested_key): item.value_json for item in record.history.item}
+            if "solver/loss_obs" in values:
+                steps.append((int(values["solver_step"]), float(values["solver/loss_obs"])))
+            tables += "images/path" in values
+    assert steps == [(0, 1.0), (1, 2.0)] and tables == 1  # the first batch's curve, once, and the rows
+    assert float(wandb_summary(run_dir)["psnr"]) == pytest.approx(json.loads((run_dir / "summary.json").read_text())["psnr"])

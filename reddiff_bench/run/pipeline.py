@@ -200,10 +200,12 @@ def run_context(context: RunContext) -> RunOutcome | None:
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (errors.Interrupted): resumable, not failed
         if processes.is_main:
             store.set_state("interrupted", signal=getattr(err, "name", "SIGINT"))
+            context.logger.finish(exit_code=getattr(err, "exit_status", 130))  # what was logged reaches the disk
         raise
     except BaseException as err:
         if processes.is_main:
             store.set_state("failed", error=f"{type(err).__name__}: {err}")
+            context.logger.finish(exit_code=1)
         raise
     finally:
         ownership.release()
@@ -244,9 +246,10 @@ def solve_and_report(context: RunContext) -> RunOutcome | None:
         bar = tqdm(total=len(todo), desc=f"{cfg.solver_name} on {context.task.name}", unit="img",
                    disable=not cfg.progress or not processes.is_main, dynamic_ncols=True)
         batch_size = int(cfg.batch_size)
+        fresh = not store.done  # the curves are the run's first batch's: a resumed attempt does not log a second set
         try:
             for batch_index, start in enumerate(range(0, len(todo), batch_size)):
-                rows = solve_batch(context, todo[start : start + batch_size], first=batch_index == 0)
+                rows = solve_batch(context, todo[start : start + batch_size], first=fresh and batch_index == 0)
                 store.append(rows, order)
                 bar.update(len(rows))
                 key = "psnr" if "psnr" in rows[-1] else "mse"

@@ -46,7 +46,7 @@ class MemoryProfile:
         self.snapshot_path = Path(run_dir) / "memory_snapshot.pickle" if snapshot else None
         self.batch = self._next_batch()
         self.rows: list[dict[str, Any]] = []
-        self.first = True
+        self.first = self.batch == 0  # the run's first batch, not a resumed attempt's
         if snapshot and self.device.type != "cuda":
             log.warning("profile.memory_snapshot needs CUDA; on %s only memory.csv is written", self.device)
             self.snapshot_path = None
