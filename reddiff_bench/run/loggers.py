@@ -6,7 +6,8 @@ with ``wandb sync <that dir>``. W&B cannot resume an offline run: each resumptio
 more folder with the same id, and ``wandb sync`` keeps one folder per id, not their union. So
 the newest folder is made complete on its own: the first batch's per-step curves are also kept
 in ``<run_dir>/wandb/solver_steps.jsonl`` and replayed into a resumed offline run that did not
-solve the first batch itself; the rows, summary and grid are logged from disk at the end anyway. Runs of one study or sweep share a group, the job type is the
+solve the first batch itself; the rows, summary and grid are logged from disk at the end anyway.
+Runs of one study or sweep share a group, the job type is the
 solver and the tags are the task, the model and the study's scale, so dashboards group and filter
 by them; summaries of the paper's metrics keep their best value by direction (max or min).
 """
