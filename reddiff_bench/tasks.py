@@ -1,7 +1,9 @@
 """A task = a degradation (forward model with seeded artifacts) + a noise model.
 
 ``sigma_y`` is the standard deviation of the Gaussian measurement noise on the [-1, 1] image
-scale: ``y = A(x) + sigma_y * e`` on the entries of ``y`` that carry a measurement.
+scale: ``y = A(x) + sigma_y * e`` on the entries of ``y`` that carry a measurement, or on every
+entry with ``where: everywhere`` (DPS's convention: its inpainting ``y`` is noisy at the missing
+pixels too, guided_diffusion/measurements.py ``GaussianNoise`` on ``operator.forward``'s output).
 """
 
 from __future__ import annotations
@@ -14,20 +16,30 @@ from torch import Tensor
 from .diffusion import randn_per_sample
 from .operators import Degradation, Operator
 
+NOISE_PLACES = ("measured", "everywhere")
+
+
+def check_where(where: str) -> str:
+    if where not in NOISE_PLACES:
+        raise ValueError(f"task.noise.where must be one of {NOISE_PLACES}, got {where!r}")
+    return where
+
 
 class GaussianNoise:
-    """``y = A(x) + sigma_y e``, ``e ~ N(0, I)`` drawn from each image's own generator."""
+    """``y = A(x) + sigma_y e``, ``e ~ N(0, I)`` drawn from each image's own generator; ``where``:
+    on the measured entries only (``measured``) or on every entry of ``y`` (``everywhere``)."""
 
-    def __init__(self, sigma_y: float = 0.0):
+    def __init__(self, sigma_y: float = 0.0, where: str = "measured"):
         if sigma_y < 0:
             raise ValueError(f"sigma_y must be >= 0, got {sigma_y}")
         self.sigma_y = float(sigma_y)
+        self.where = check_where(where)
 
     def __call__(self, clean: Tensor, operator: Operator, generators: list[torch.Generator]) -> Tensor:
         if self.sigma_y == 0:
             return clean
         noise = randn_per_sample(generators, tuple(clean.shape[1:]), clean)
-        support = operator.y_support(clean)
+        support = operator.y_support(clean) if self.where == "measured" else None
         if support is not None:
             noise = noise * support
         return clean + self.sigma_y * noise
@@ -37,12 +49,13 @@ class PoissonNoise:
     """Shot noise: ``(A(x) + 1) / 2`` (clipped at 0) is an intensity in [0, 1] whose counts at
     ``photons`` per unit intensity are Poisson; ``y = 2 counts / photons - 1`` back on the [-1, 1]
     scale. ``sigma_y`` reports the equivalent Gaussian std at mid-grey, ``sqrt(2 / photons)``, for
-    solvers that need one."""
+    solvers that need one. ``where`` as for :class:`GaussianNoise`."""
 
-    def __init__(self, photons: float = 100.0):
+    def __init__(self, photons: float = 100.0, where: str = "measured"):
         if photons <= 0:
             raise ValueError(f"photons must be > 0, got {photons}")
         self.photons = float(photons)
+        self.where = check_where(where)
 
     @property
     def sigma_y(self) -> float:
@@ -52,7 +65,7 @@ class PoissonNoise:
         rate = (self.photons * (clean + 1) / 2).clamp_min(0).double().cpu()
         counts = torch.stack([torch.poisson(rate[k], generator=g) for k, g in enumerate(generators)])
         noisy = (2 * counts / self.photons - 1).to(device=clean.device, dtype=clean.dtype)
-        support = operator.y_support(clean)
+        support = operator.y_support(clean) if self.where == "measured" else None
         return noisy if support is None else torch.where(support > 0, noisy, clean)
 
 

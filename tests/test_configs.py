@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import pytest
 import torch
@@ -174,3 +175,22 @@ def test_the_demo_and_gmm_presets_are_sweeps_without_dash_m():
 
     for preset in ("demo", "gmm_posterior", "gmm_posterior_quick"):
         assert compose_config([f"+experiment={preset}"]).hydra.mode == RunMode.MULTIRUN, preset
+
+
+def test_the_readme_tasks_table_names_every_task_and_its_source():
+    """Every conf/task/*.yaml has a row in the README's Tasks table with a "definition from" cell,
+    and every task's YAML cites where its definition comes from in its first comment."""
+    readme = (CONF.parent / "README.md").read_text()
+    table = readme[readme.index("| task | forward model | parameters | definition from | SVD |"):]
+    table = table[: table.index("\n\n")]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for name in re.findall(r"`([a-z0-9_]+)`", cells[0]):
+            rows[name] = cells[3]
+    for path in sorted((CONF / "task").glob("*.yaml")):
+        name = path.stem
+        listed = name in rows or (name.startswith("inpaint_freeform_") and "inpaint_freeform_10_20" in rows)
+        assert listed, f"{name} has no row in the README's Tasks table"
+        assert rows.get(name, rows.get("inpaint_freeform_10_20")), f"{name}: empty 'definition from'"
+        assert path.read_text().startswith("#"), f"{path.name} does not open with a comment saying what it is"

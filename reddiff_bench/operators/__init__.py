@@ -14,11 +14,13 @@ from torch import Tensor
 from .base import LinearOperator, Operator, SVDOperator, operator_matrix, support_values
 from .color import Colorization, GrayscaleOperator
 from .compose import Compose, ComposedOperator
-from .convolution import CircularConvolution, GaussianBlur, MotionBlur, UniformBlur
+from .convolution import CircularConvolution, GaussianBlur, MotionBlur, ReflectConvolution, UniformBlur
 from .dense import DenseOperator, RandomMatrix
 from .inpainting import (
     BoxInpainting,
     Denoising,
+    DPSBoxInpainting,
+    DPSRandomInpainting,
     FreeFormInpainting,
     HalfInpainting,
     MaskFile,
@@ -38,9 +40,9 @@ class Degradation(Protocol):
 
 __all__ = [
     "BicubicSR", "BlockAverageSR", "BoxInpainting", "CircularConvolution", "Colorization", "Compose",
-    "ComposedOperator", "Degradation", "Denoising", "DenseOperator", "FreeFormInpainting", "GaussianBlur",
-    "GrayscaleOperator", "HDR", "HDROperator", "HalfInpainting", "JPEG", "JPEGOperator", "LinearOperator",
-    "MaskFile", "MaskOperator", "MotionBlur", "Operator", "PhaseRetrieval", "PhaseRetrievalOperator",
-    "RandomBoxInpainting", "RandomMatrix", "RandomPixelInpainting", "SVDOperator", "SeparableOperator",
-    "UniformBlur", "operator_matrix", "support_values",
+    "ComposedOperator", "DPSBoxInpainting", "DPSRandomInpainting", "Degradation", "Denoising", "DenseOperator",
+    "FreeFormInpainting", "GaussianBlur", "GrayscaleOperator", "HDR", "HDROperator", "HalfInpainting", "JPEG",
+    "JPEGOperator", "LinearOperator", "MaskFile", "MaskOperator", "MotionBlur", "Operator", "PhaseRetrieval",
+    "PhaseRetrievalOperator", "RandomBoxInpainting", "RandomMatrix", "RandomPixelInpainting", "ReflectConvolution",
+    "SVDOperator", "SeparableOperator", "UniformBlur", "operator_matrix", "support_values",
 ]

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .base import SVDOperator
+from .kernels import numpy_stream
 
 
 class MaskOperator(SVDOperator):
@@ -106,6 +107,63 @@ class RandomBoxInpainting(_MaskDegradation):
         mask = torch.ones(1, h, w)
         mask[:, top : top + bh, left : left + bw] = 0
         return {"mask": mask}
+
+
+class DPSBoxInpainting(_MaskDegradation):
+    """A box hole placed as DPS places it (util/img_utils.py ``mask_generator('box')`` and
+    ``random_sq_bbox``): height and width each ``randint(low, high)`` (high excluded), top and left
+    ``randint(margin, side - margin - box)``, so the hole keeps ``margin`` pixels from the top and
+    left borders and at least ``margin + 1`` from the others. Sizes are DPS's pixels at
+    ``reference_size`` (256: a 128 x 128 hole, margin 16) scaled to the image. Drawn from the
+    image's generator in DPS's order."""
+
+    def __init__(self, length_range: tuple[int, int] = (128, 129), margin: int = 16, reference_size: int = 256):
+        low, high = (int(v) for v in length_range)
+        if not 0 < low < high:
+            raise ValueError(f"box length_range must be [low, high) with 0 < low < high, got {length_range}")
+        self.low, self.high, self.margin, self.reference_size = low, high, int(margin), int(reference_size)
+
+    def sample_artifacts(self, image_shape, generator) -> dict[str, Tensor]:
+        return self.draw(image_shape, numpy_stream(generator))
+
+    def draw(self, image_shape, rng: np.random.RandomState) -> dict[str, Tensor]:
+        """The mask from a numpy stream (DPS draws from ``np.random``: the same stream, the same box)."""
+        _, h, w = image_shape
+        scale = h / self.reference_size
+        low, margin = round(self.low * scale), round(self.margin * scale)
+        high = max(round(self.high * scale), low + 1)
+        if h - 2 * margin - (high - 1) <= 0 or w - 2 * margin - (high - 1) <= 0:
+            raise ConfigError(f"a DPS box of up to {high - 1} px with a {margin} px margin does not fit a {h} x {w} "
+                              f"image: lower task.degradation.length_range or margin")
+        bh, bw = rng.randint(low, high), rng.randint(low, high)
+        top, left = rng.randint(margin, h - margin - bh), rng.randint(margin, w - margin - bw)
+        mask = torch.ones(1, h, w)
+        mask[:, top : top + bh, left : left + bw] = 0
+        return {"mask": mask}
+
+
+class DPSRandomInpainting(_MaskDegradation):
+    """Random missing pixels as DPS draws them (util/img_utils.py ``mask_generator('random')``):
+    a missing fraction ``p ~ U(low, high)`` per image, then exactly ``int(H W p)`` distinct pixels
+    (all channels) chosen uniformly. Drawn from the image's generator in DPS's order."""
+
+    def __init__(self, prob_range: tuple[float, float] = (0.3, 0.7)):
+        low, high = (float(v) for v in prob_range)
+        if not 0 <= low <= high < 1:
+            raise ValueError(f"prob_range must be [low, high] within [0, 1), got {prob_range}")
+        self.low, self.high = low, high
+
+    def sample_artifacts(self, image_shape, generator) -> dict[str, Tensor]:
+        return self.draw(image_shape, numpy_stream(generator))
+
+    def draw(self, image_shape, rng: np.random.RandomState) -> dict[str, Tensor]:
+        """The mask from a numpy stream (DPS draws from ``np.random``: the same stream, the same mask)."""
+        _, h, w = image_shape
+        total = h * w
+        missing = rng.choice(total, int(total * rng.uniform(self.low, self.high)), replace=False)
+        mask = torch.ones(total)
+        mask[torch.from_numpy(missing)] = 0
+        return {"mask": mask.reshape(1, h, w)}
 
 
 class HalfInpainting(_MaskDegradation):

@@ -24,26 +24,44 @@ class HDROperator(Operator):
 
 
 class PhaseRetrievalOperator(Operator):
-    """Fourier phase retrieval: ``y = |F(pad((x + 1) / 2))|`` per channel, the nonnegative image
-    zero-padded by ``oversampling`` (2: twice the side, the image centred), orthonormal FFT.
-    Initial estimate: the mid-grey image (x = 0); no pseudo-inverse exists."""
+    """Fourier phase retrieval: ``y = |F(pad(z))|`` per channel, orthonormal FFT.
 
-    def __init__(self, oversampling: float = 2.0):
+    The project's definition (the defaults): ``z = (x + 1) / 2``, the nonnegative image, zero-padded
+    to ``oversampling`` times its side (2: twice the side, the image centred), FFT unshifted.
+    DPS's (guided_diffusion/measurements.py ``PhaseRetrievalOperator``): ``signed=True`` (``z = x``,
+    so ``x`` and ``-x`` give the same ``y``), ``pad=64`` pixels on each side whatever the image size
+    (``int(oversample / 8 * 256)``), ``centered=True`` (the centred FFT of util/fastmri_utils.py
+    ``fft2c_new``: ifftshift, FFT, fftshift). Initial estimate: zeros (mid-grey); no
+    pseudo-inverse exists."""
+
+    def __init__(self, oversampling: float = 2.0, pad: int | None = None, signed: bool = False,
+                 centered: bool = False):
         super().__init__()
         if oversampling < 1:
             raise ValueError(f"oversampling must be >= 1, got {oversampling}")
+        if pad is not None and pad < 0:
+            raise ValueError(f"pad must be >= 0 pixels, got {pad}")
         self.oversampling = float(oversampling)
+        self.pad, self.signed, self.centered = (None if pad is None else int(pad)), bool(signed), bool(centered)
 
     def _pad(self, h: int, w: int) -> tuple[int, int, int, int]:
+        if self.pad is not None:
+            return (self.pad,) * 4
         ph, pw = round(h * (self.oversampling - 1)), round(w * (self.oversampling - 1))
         return (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
 
     def forward(self, x: Tensor) -> Tensor:
-        padded = F.pad((x + 1) / 2, self._pad(*x.shape[-2:]))
-        return torch.fft.fft2(padded, norm="ortho").abs()
+        padded = F.pad(x if self.signed else (x + 1) / 2, self._pad(*x.shape[-2:]))
+        if not self.centered:
+            return torch.fft.fft2(padded, norm="ortho").abs()
+        spectrum = torch.fft.fft2(torch.fft.ifftshift(padded, dim=(-2, -1)), norm="ortho")
+        return torch.fft.fftshift(spectrum, dim=(-2, -1)).abs()
 
     def init_estimate(self, y: Tensor) -> Tensor:
-        h, w = round(y.shape[-2] / self.oversampling), round(y.shape[-1] / self.oversampling)
+        if self.pad is not None:
+            h, w = y.shape[-2] - 2 * self.pad, y.shape[-1] - 2 * self.pad
+        else:
+            h, w = round(y.shape[-2] / self.oversampling), round(y.shape[-1] / self.oversampling)
         return torch.zeros(y.shape[0], y.shape[1], h, w, device=y.device, dtype=y.dtype)
 
 
@@ -126,14 +144,18 @@ class HDR:
 
 
 class PhaseRetrieval:
-    def __init__(self, oversampling: float = 2.0):
-        self.oversampling = float(oversampling)
+    """Phase retrieval; the arguments are :class:`PhaseRetrievalOperator`'s."""
+
+    def __init__(self, oversampling: float = 2.0, pad: int | None = None, signed: bool = False,
+                 centered: bool = False):
+        self.options = dict(oversampling=float(oversampling), pad=pad, signed=bool(signed), centered=bool(centered))
+        PhaseRetrievalOperator(**self.options)  # validate early
 
     def sample_artifacts(self, image_shape, generator) -> dict[str, Tensor]:
         return {}
 
     def operator(self, artifacts, image_shape) -> PhaseRetrievalOperator:
-        return PhaseRetrievalOperator(self.oversampling)
+        return PhaseRetrievalOperator(**self.options)
 
 
 class JPEG:

@@ -19,6 +19,14 @@ Variants in public code, and which one this is:
   the constructor's default (1.0) is what tasks without a published value get.
 * The norm is taken per image (the official code takes it over the whole batch, which couples
   the images of a batch); the gradient of their sum is the per-image gradients.
+* ``residual``: ``measured`` (default) takes the norm over the measured entries of ``y``;
+  ``whole`` over every entry, as the official code does (``condition_methods.py``
+  ``PosteriorSampling``: ``torch.linalg.norm(measurement - operator.forward(x0_hat))``). The two
+  differ where ``y`` has entries that measure nothing but carry noise (DPS's inpainting adds
+  noise to the missing pixels too): there the whole residual is larger, so the same ``zeta``
+  steps less (0.87x for DPS's box, 0.69x for a 52%-missing random mask at the true image). DPS's
+  published ``zeta`` values were set with ``whole`` and DPS's noise, so the DPS task set
+  (``dps_*``) publishes ``residual: whole``.
 * Ancestral sampling with the fixed posterior variance beta-tilde (DDIM with eta = 1); the
   RED-diff re-implementation uses DDIM with eta = 0 and a squared norm divided by the norm.
 * With fewer steps than the schedule's T, the ancestral step is the DDPM posterior between
@@ -47,9 +55,15 @@ from .sampling import abar, ddim_step, per_sample_norm, timestep_pairs
 
 
 class DPS:
-    def __init__(self, steps: int = 1000, zeta: float = 1.0, clip_x0: bool = True, spacing: str = "respaced"):
+    RESIDUALS = ("measured", "whole")
+
+    def __init__(self, steps: int = 1000, zeta: float = 1.0, clip_x0: bool = True, spacing: str = "respaced",
+                 residual: str = "measured"):
         if spacing not in VPSchedule.SPACINGS:
             raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {VPSchedule.SPACINGS}")
+        if residual not in self.RESIDUALS:
+            raise ValueError(f"solver.residual must be one of {self.RESIDUALS}, got {residual!r}")
+        self.residual = residual
         check_number("solver.steps", steps, minimum=1, integer=True)
         check_number("solver.zeta", zeta, minimum=0)
         self.steps, self.zeta, self.clip_x0, self.spacing = int(steps), float(zeta), bool(clip_x0), spacing
@@ -57,7 +71,7 @@ class DPS:
     def solve(self, prior: DiffusionPrior, operator: Operator, y: Tensor, *, sigma_y: float,
               generators: list[torch.Generator], callback: Callback | None = None) -> SolverResult:
         shape = tuple(prior.image_shape)
-        support = operator.y_support(y)
+        support = operator.y_support(y) if self.residual == "measured" else None
         x = randn_per_sample(generators, shape, y)
         pairs = timestep_pairs(prior.schedule, self.steps, spacing=self.spacing)
         for step, (t, s) in enumerate(pairs):

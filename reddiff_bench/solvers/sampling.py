@@ -54,8 +54,8 @@ def require_svd(solver: str, operator: object) -> None:
     """Refuse, before any work, an operator without an SVD (nonlinear ones, or linear ones that
     lack one) for a solver that runs in the SVD basis."""
     if not isinstance(operator, SVDOperator):
-        raise ValueError(f"{solver} needs a linear operator with an SVD; {type(operator).__name__} has none. "
-                         f"Choose another solver for this task.")
+        fix = getattr(operator, "svd_hint", "choose another solver for this task")
+        raise ValueError(f"{solver} needs a linear operator with an SVD; {type(operator).__name__} has none: {fix}.")
 
 
 def spectral_measurement(operator: SVDOperator, y: Tensor, sigma_y: float) -> tuple[Tensor, Tensor, Tensor]:
