@@ -194,3 +194,27 @@ def test_sliced_wasserstein_matches_pot_on_the_same_directions():
     px, py = (x @ theta).numpy(), (y @ theta).numpy()
     expected = np.mean([wasserstein_distance(px[:, j], py[:, j]) for j in range(700)])
     assert sw1 == pytest.approx(float(expected), rel=1e-10)
+
+
+def test_a_missing_weights_note_holds_on_any_machine(tmp_path, monkeypatch):
+    """Regression (issue 27): the note named this machine's hub folder (/root/.cache/...), and the
+    note reaches committed tables' footnotes. The folder and the error go to the log only."""
+    from reddiff_bench.metrics.weights import describe_missing, log_missing
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub_home"))
+    err = OSError("[Errno -2] Name or service not known")
+    note = describe_missing("FID/KID Inception", "https://example.org/weights/pt_inception.pth", err)
+    assert str(tmp_path) not in note and "/root/" not in note and "Name or service" not in note
+    assert "pt_inception.pth" in note and "$TORCH_HOME/hub/checkpoints" in note and "https://example.org" in note
+    assert str(tmp_path / "hub_home") in log_missing(err) and "Name or service" in log_missing(err)
+
+
+def test_committed_study_outputs_name_no_machine_path():
+    import re
+
+    from .conftest import REPO
+
+    machine = re.compile(r"/root/|/home/[a-z]|/Users/[A-Za-z]")
+    found = [str(p.relative_to(REPO)) for p in sorted((REPO / "experiments").rglob("*"))
+             if p.is_file() and p.suffix in (".csv", ".md", ".tex", ".yaml") and machine.search(p.read_text())]
+    assert found == [], f"machine paths in committed study outputs: {found}"

@@ -28,7 +28,7 @@ from ..files import lock, read_or_explain, temporary_sibling
 from .classifier import ResNet50Top1
 from .fid import FEATURE_EXTRACTOR, InceptionFeatures, frechet_distance, gaussian_stats, kernel_inception_distance
 from .perceptual import LPIPS
-from .weights import MetricUnavailable
+from .weights import MetricUnavailable, log_missing
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +68,16 @@ class MetricSuite:
             try:
                 self._nets[name] = build().to(self.device)
             except MetricUnavailable as err:
-                self._unavailable(name, str(err))
+                self._unavailable(name, str(err), log_missing(err.__cause__) if err.__cause__ is not None else "")
                 return None
         return self._nets[name]
 
-    def _unavailable(self, name: str, reason: str) -> None:
+    def _unavailable(self, name: str, reason: str, detail: str = "") -> None:
+        """``reason`` becomes the note (it reaches committed tables: no machine's paths); ``detail``
+        goes to the log only."""
         if name not in self.notes:
             self.notes[name] = reason
-            log.warning("%s", reason)
+            log.warning("%s%s", reason, detail)
 
     @staticmethod
     def _is_rgb_image(x: Tensor) -> bool:

@@ -23,10 +23,21 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+HUB_FOLDER = "$TORCH_HOME/hub/checkpoints"  # how notes name the hub cache: true on any machine
+
+
 def describe_missing(what: str, url: str, err: BaseException) -> str:
+    """The note of a metric whose weights are missing: the file, where it goes and where to get it,
+    in words that hold on any machine (notes end up in committed tables); the log adds this
+    machine's folder and the download error (:func:`log_missing`)."""
     name = url.rsplit("/", 1)[-1]
-    return (f"{what} unavailable: its weights {name} are not in {hub_checkpoint_dir()} and could not be "
-            f"downloaded ({type(err).__name__}: {err}). Download {url} and place it in {hub_checkpoint_dir()}.")
+    return (f"{what} unavailable: its weights {name} are not in the torch hub cache ({HUB_FOLDER}) and could not "
+            f"be downloaded ({type(err).__name__}). Download {url} and place it in {HUB_FOLDER}.")
+
+
+def log_missing(err: BaseException) -> str:
+    """What the log adds to a note of missing weights: this machine's folder and the error."""
+    return f" Here {HUB_FOLDER} is {hub_checkpoint_dir()}; the download failed with: {err}"
 
 
 class download_timeout:
