@@ -87,7 +87,12 @@ class Task:
     def sigma_y(self) -> float:
         return self.noise.sigma_y
 
-    def sample_artifacts(self, image_shape: tuple[int, int, int], generator: torch.Generator) -> dict[str, Tensor]:
+    def sample_artifacts(self, image_shape: tuple[int, int, int], generator: torch.Generator,
+                         index: int = 0) -> dict[str, Tensor]:
+        """One image's artifacts from its generator; ``index`` (its position in the dataset) reaches
+        the degradations that pick by it (``indexed``: RED-diff's mask files)."""
+        if getattr(self.degradation, "indexed", False):
+            return self.degradation.sample_artifacts(tuple(image_shape), generator, index=index)
         return self.degradation.sample_artifacts(tuple(image_shape), generator)
 
     def operator(self, artifacts: list[dict[str, Tensor]], image_shape: tuple[int, int, int]) -> Operator:

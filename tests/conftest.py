@@ -61,4 +61,20 @@ def mask_png(tmp_path_factory):
     array = (torch.rand(24, 24, generator=torch.Generator().manual_seed(0)) > 0.4).numpy().astype("uint8") * 255
     Image.fromarray(array).save(path)
     MASK["path"] = path
+    MASK["packed"] = write_packed_masks(path.with_name("20ff.npz"), n=3, channels=3, side=24)
+    return path
+
+
+USER_FILE_TASKS = ("inpaint_file", "reddiff_inpaint_20ff")  # tasks that read the user's mask files
+
+
+def write_packed_masks(path: Path, n: int, channels: int, side: int, flat: bool = True, seed: int = 0) -> Path:
+    """A mask file in RED-diff's format (utils/degredations.py save_mask: np.savez(f, m=np.packbits(mask),
+    shape=mask.shape), True = observed), ``n`` masks of ``channels`` x ``side`` x ``side``, each channel its
+    own pixels; ``flat``: stored as (n, C * H * W), as RED-diff's 20ff.npz, else (n, C, H, W)."""
+    import numpy as np
+
+    masks = torch.rand(n, channels, side, side, generator=torch.Generator().manual_seed(seed)).numpy() > 0.3
+    masks = masks.reshape(n, -1) if flat else masks
+    np.savez(path, m=np.packbits(masks, axis=None), shape=masks.shape)
     return path

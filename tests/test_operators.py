@@ -32,6 +32,8 @@ def small_overrides(task_name: str, side: int = SHAPE[-1]) -> list[str]:
         out.append(f"task.degradation.size={side // 2 + 1}")  # an odd kernel that fits
     if "path" in keys and OmegaConf.is_missing(degradation, "path"):
         out.append(f"task.degradation.path={MASK['path']}")
+    elif "path" in keys and str(degradation.get("pick")) == "index":  # RED-diff's mask file: the test's
+        out.append(f"task.degradation.path={MASK['packed']}")
     return out
 
 
@@ -159,6 +161,7 @@ ARTIFACTS = {
     "sr4_then_inpaint": (["then.mask"], True),
     "dps_deblur_gauss": (["kernel"], False), "dps_deblur_motion": (["kernel"], True),
     "dps_inpaint_box": (["mask"], True), "dps_inpaint_random": (["mask"], True),
+    "reddiff_inpaint_20ff": (["mask"], False),  # mask i of the file for image i: here both images have index 0
 }
 
 

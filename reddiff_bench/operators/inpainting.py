@@ -1,4 +1,5 @@
-"""Inpainting: ``y = m * x`` with a binary mask ``m`` shared by the colour channels.
+"""Inpainting: ``y = m * x`` with a binary mask ``m``, shared by the colour channels (or one per
+channel, as RED-diff's mask files hold them).
 
 ``y`` keeps the image's shape, with zeros at missing pixels (which carry no measurement and no
 noise). The operator is an orthogonal projection, so ``A = A^T = A^+`` and its SVD is trivial
@@ -20,10 +21,12 @@ from .kernels import numpy_stream
 
 
 class MaskOperator(SVDOperator):
+    """``mask``: (B, 1, H, W), shared by the channels, or (B, C, H, W), one per channel."""
+
     def __init__(self, mask: Tensor):
         super().__init__()
-        if mask.ndim != 4 or mask.shape[1] != 1:
-            raise ValueError(f"mask must be (B, 1, H, W), got {tuple(mask.shape)}")
+        if mask.ndim != 4:
+            raise ValueError(f"mask must be (B, 1, H, W) or (B, C, H, W), got {tuple(mask.shape)}")
         self.register_buffer("mask", (mask > 0.5).float())
 
     def forward(self, x: Tensor) -> Tensor:
@@ -231,13 +234,54 @@ class FreeFormInpainting(_MaskDegradation):
         raise RuntimeError(f"no free-form mask with coverage in [{self.low}, {self.high}] after {self.max_tries} tries")
 
 
+class PackedMasks:
+    """A stack of masks in RED-diff's file format (NVlabs/RED-diff utils/degredations.py
+    ``save_mask`` / ``load_mask``): an NPZ with ``m``, the boolean masks bit-packed by
+    ``np.packbits`` (True = observed), and ``shape``, their shape, ``(n, C * H * W)`` or
+    ``(n, C, H, W)``; mask ``k`` keeps each channel's own pixels (RED-diff's ``Inpainting2``
+    multiplies the flattened image by it). Masks are unpacked one at a time."""
+
+    def __init__(self, path: Path, bits: np.ndarray, shape: tuple[int, ...]):
+        self.path, self.bits = path, bits
+        self.n = int(shape[0])
+        per = int(np.prod(shape[1:]))
+        if len(shape) == 4:
+            self.item_shape = tuple(int(v) for v in shape[1:])
+        else:
+            channels = next((c for c in (3, 1) if per % c == 0 and round((per // c) ** 0.5) ** 2 == per // c), None)
+            if channels is None:
+                raise ConfigError(f"mask file {path}: masks of {per} entries are not C x H x H images (shape {shape})")
+            side = round((per // channels) ** 0.5)
+            self.item_shape = (channels, side, side)
+        self.per = per
+        if bits.size * 8 < self.n * per:
+            raise ConfigError(f"mask file {path} is truncated: {bits.size} bytes for shape {tuple(shape)}")
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k: int) -> Tensor:
+        first, last = k * self.per, (k + 1) * self.per
+        chunk = self.bits[first // 8 : (last + 7) // 8]
+        flat = np.unpackbits(chunk)[first % 8 : first % 8 + self.per]
+        return torch.from_numpy(flat.reshape(self.item_shape).astype("float32"))
+
+
 class MaskFile(_MaskDegradation):
-    """Masks from the user: a PNG (nonzero = observed pixel) or an NPZ/NPY array (key ``mask``),
-    or a directory of them from which each image draws one with its generator (reproducible).
-    Masks are resized (nearest) to the image size when needed."""
+    """Masks from the user: a PNG (nonzero = observed pixel), an NPZ/NPY array (key ``mask``), a
+    RED-diff mask file (:class:`PackedMasks`, many masks, each channel its own), or a directory of
+    them. ``pick``: ``random``, each image draws one mask with its generator (reproducible), or
+    ``index``, image ``i`` of the dataset takes mask ``i`` modulo their number, as RED-diff indexes
+    its mask file (main.py ``H.set_indices(info['index'])``, ``Inpainting2.set_indices``). Masks
+    are resized (nearest) to the image size when needed."""
 
-    def __init__(self, path: str):
+    PICKS = ("random", "index")
+    indexed = True  # sample_artifacts takes the image's dataset index
 
+    def __init__(self, path: str, pick: str = "random"):
+        if pick not in self.PICKS:
+            raise ValueError(f"mask pick must be one of {self.PICKS}, got {pick!r}")
+        self.pick = pick
         self.path = Path(path).expanduser()
         if self.path.is_dir():
             self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in (".png", ".npz", ".npy"))
@@ -248,12 +292,25 @@ class MaskFile(_MaskDegradation):
                               f"or a directory of them")
         if not self.files:
             raise ConfigError(f"no .png, .npz or .npy masks in {self.path}")
+        self.sources = [self.open(p) for p in self.files]
+        self.total = sum(len(source) for source in self.sources)
+
+    @classmethod
+    def open(cls, path: Path) -> PackedMasks | list[Path]:
+        """A file's masks: a RED-diff stack, or the file itself (one mask, read when drawn)."""
+        if path.suffix.lower() == ".npz":
+            with np.load(path) as loaded:
+                if "m" in loaded.files and "shape" in loaded.files:
+                    return PackedMasks(path, loaded["m"], tuple(int(v) for v in loaded["shape"]))
+                if "mask" not in loaded.files:
+                    raise ConfigError(f"mask file {path} holds {sorted(loaded.files)}: expected 'mask' (one mask) or "
+                                      f"'m' and 'shape' (RED-diff's bit-packed masks)")
+        return [path]
 
     @staticmethod
     def load(path) -> Tensor:
-
+        """One mask (H, W) from a PNG, NPY or NPZ (``mask``) file, channels merged."""
         if path.suffix.lower() == ".png":
-
             with Image.open(path) as im:
                 array = np.asarray(im.convert("L"))
         else:
@@ -264,13 +321,26 @@ class MaskFile(_MaskDegradation):
             mask = mask.amax(0) if mask.shape[0] <= 4 else mask.amax(-1)
         return mask
 
-    def sample_artifacts(self, image_shape, generator) -> dict[str, Tensor]:
-        _, h, w = image_shape
-        index = int(torch.randint(0, len(self.files), (), generator=generator)) if len(self.files) > 1 else 0
-        mask = self.load(self.files[index])
-        if tuple(mask.shape) != (h, w):
-            mask = torch.nn.functional.interpolate(mask[None, None], size=(h, w), mode="nearest")[0, 0]
-        return {"mask": mask[None]}
+    def mask(self, k: int) -> Tensor:
+        """Mask ``k`` of all the files' masks, (C, H, W) with C = 1 (shared) or the image's channels."""
+        for source in self.sources:
+            if k < len(source):
+                return self.load(source[k])[None] if isinstance(source, list) else source[k]
+            k -= len(source)
+        raise IndexError(k)
+
+    def sample_artifacts(self, image_shape, generator, index: int = 0) -> dict[str, Tensor]:
+        c, h, w = image_shape
+        if self.pick == "index":
+            k = index % self.total
+        else:
+            k = int(torch.randint(0, self.total, (), generator=generator)) if self.total > 1 else 0
+        mask = self.mask(k)
+        if mask.shape[0] not in (1, c):
+            raise ConfigError(f"mask {k} of {self.path} has {mask.shape[0]} channels; the images have {c}")
+        if tuple(mask.shape[-2:]) != (h, w):
+            mask = torch.nn.functional.interpolate(mask[None], size=(h, w), mode="nearest")[0]
+        return {"mask": mask}
 
 
 class Denoising:

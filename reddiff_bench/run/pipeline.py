@@ -387,8 +387,9 @@ def measure(context: RunContext, image_ids: list[str], x: Tensor) -> Measurement
         operator: Operator = task.operator(artifacts, shape).to(device)
         y = y.to(device)
     else:
-        artifacts = [task.sample_artifacts(shape, make_generator(context.seed, "artifacts", task.name, i))
-                     for i in image_ids]
+        order = context.order
+        artifacts = [task.sample_artifacts(shape, make_generator(context.seed, "artifacts", task.name, i),
+                                           index=order[i]) for i in image_ids]
         operator = task.operator(artifacts, shape).to(device)
         y = task.measure(operator, x, [make_generator(context.seed, "noise", task.name, i) for i in image_ids])
     hashes = []
