@@ -1,6 +1,7 @@
 """RED-diff's task set (conf/task/reddiff_*.yaml) against RED-diff's code (NVlabs/RED-diff 66482f2)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,3 +79,82 @@ def test_the_run_gives_each_image_its_dataset_index(tmp_path):
     for index, image_id in enumerate(ids):
         saved = torch.load(run_dir / "measurements" / f"{image_id}.pt", weights_only=False)
         np.testing.assert_array_equal(saved["artifact_mask"].numpy(), expected[index % 2])
+
+
+# --- operators replayed against RED-diff's own builder (tests/fixtures/reddiff/record.py) -------------------
+
+REFERENCE = np.load(Path(__file__).parent / "fixtures" / "reddiff" / "reddiff_reference.npz")
+X = torch.from_numpy(REFERENCE["x"])[None]  # (1, 3, 64, 64)
+
+
+def task(name: str, *overrides: str):
+    return instantiate(compose_config([f"task={name}", *overrides]).task, _convert_="all")
+
+
+def relative(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def build(name: str, shape=(3, 64, 64)):
+    t = task(name)
+    return t.operator([t.sample_artifacts(shape, torch.Generator())], shape)
+
+
+@pytest.mark.parametrize("name,deg", [("reddiff_deblur_uni", "deblur_uni"), ("reddiff_deblur_gauss", "deblur_gauss")])
+def test_shipped_deblurs_reproduce_reddiff_operators(name, deg):
+    op = build(name)
+    with torch.no_grad():
+        y = op(X)
+        assert relative(y, REFERENCE[f"{deg}_y"]) < 1e-5  # H.H(x), flattened channel-major as RED-diff returns it
+        # H.H_pinv(H.H(x)): RED-diff's float32 bases, made orthogonal in float64 here, differ by float32
+        # rounding, which the division by singular values down to 3e-2 squared amplifies
+        assert relative(op.pinv(y), REFERENCE[f"{deg}_pinv"]) < 1e-4
+    # the same singular values, paired with the modes as singulars() pairs them (each value thrice)
+    np.testing.assert_allclose(np.sort(op.singular_values().numpy().reshape(-1)),
+                               np.sort(REFERENCE[f"{deg}_singulars"]), rtol=1e-6, atol=1e-7)
+
+
+def centred_matrix(kernel: np.ndarray, n: int) -> np.ndarray:
+    """The intended 1-D blur: every tap, centred, zero boundary (written independently)."""
+    half = len(kernel) // 2
+    return np.array([[kernel[j - i + half] if abs(j - i) <= half else 0.0 for j in range(n)] for i in range(n)])
+
+
+GAUSS_TAPS = np.exp(-0.5 * (np.arange(-2, 3) / 25) ** 2)
+
+
+@pytest.mark.parametrize("name,taps", [("reddiff_deblur_uni_intended", np.full(9, 1 / 9)),
+                                       ("reddiff_deblur_gauss_intended", GAUSS_TAPS / GAUSS_TAPS.sum())])
+def test_intended_deblurs_are_the_centred_separable_matrices(name, taps):
+    from reddiff_bench.operators import operator_matrix
+
+    m = centred_matrix(taps, 12)
+    A = operator_matrix(build(name, (3, 12, 12)), (3, 12, 12)).numpy()
+    np.testing.assert_allclose(A, np.kron(np.eye(3), np.kron(m, m)), atol=1e-7)
+
+
+def test_the_shipped_defects_measured():
+    """What RED-diff's Deblurring does besides blurring (operators/reddiff_blur.py): the gain of the
+    dropped tap, and colour from a grey image (the singular values of another channel's modes)."""
+    from reddiff_bench.operators.reddiff_blur import blur_matrix, reddiff_kernel
+
+    assert float(blur_matrix(reddiff_kernel("uniform"), 32, True)[16].sum()) == pytest.approx(8 / 9)
+    assert float(blur_matrix(reddiff_kernel("gaussian"), 32, True)[16].sum()) == pytest.approx(0.80, abs=0.002)
+    grey = X[:, :1].expand(1, 3, 64, 64)
+    with torch.no_grad():
+        shipped, intended = build("reddiff_deblur_gauss")(grey), build("reddiff_deblur_gauss_intended")(grey)
+    part = float((shipped[:, 0] - shipped[:, 1]).norm() / shipped[:, 0].norm())
+    assert part > 1e-4  # the channels part (1.8e-3 relative on a 256 x 256 photo)
+    assert float((intended[:, 0] - intended[:, 1]).abs().max()) == 0.0
+
+
+def test_reddiff_phase_retrieval_and_its_start():
+    x = X[..., :32, :32]
+    op = build("reddiff_phase_retrieval", (3, 32, 32))
+    with torch.no_grad():
+        y = op(x)
+        assert relative(y[0, 0], REFERENCE["phase_y"]) < 1e-5
+        assert relative(op.init_estimate(y), REFERENCE["phase_init"]) < 1e-5  # H.H_pinv(y): RED-Diff's init
+    assert task("reddiff_phase_retrieval").published["reddiff"]["lr"] == 0.5  # tuned on this operator
+    assert "reddiff" not in task("phase_retrieval").published

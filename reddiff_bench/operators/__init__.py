@@ -29,6 +29,7 @@ from .inpainting import (
     RandomPixelInpainting,
 )
 from .nonlinear import HDR, JPEG, HDROperator, JPEGOperator, PhaseRetrieval, PhaseRetrievalOperator
+from .reddiff_blur import ReddiffDeblur, ShippedDeblurOperator
 from .separable import BicubicSR, BlockAverageSR, SeparableOperator
 
 
@@ -43,6 +44,7 @@ __all__ = [
     "ComposedOperator", "DPSBoxInpainting", "DPSRandomInpainting", "Degradation", "Denoising", "DenseOperator",
     "FreeFormInpainting", "GaussianBlur", "GrayscaleOperator", "HDR", "HDROperator", "HalfInpainting", "JPEG",
     "JPEGOperator", "LinearOperator", "MaskFile", "MaskOperator", "MotionBlur", "Operator", "PhaseRetrieval",
-    "PhaseRetrievalOperator", "RandomBoxInpainting", "RandomMatrix", "RandomPixelInpainting", "ReflectConvolution",
-    "SVDOperator", "SeparableOperator", "UniformBlur", "operator_matrix", "support_values",
+    "PhaseRetrievalOperator", "RandomBoxInpainting", "RandomMatrix", "RandomPixelInpainting", "ReddiffDeblur",
+    "ReflectConvolution", "SVDOperator", "SeparableOperator", "ShippedDeblurOperator", "UniformBlur",
+    "operator_matrix", "support_values",
 ]

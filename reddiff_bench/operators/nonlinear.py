@@ -31,12 +31,21 @@ class PhaseRetrievalOperator(Operator):
     DPS's (guided_diffusion/measurements.py ``PhaseRetrievalOperator``): ``signed=True`` (``z = x``,
     so ``x`` and ``-x`` give the same ``y``), ``pad=64`` pixels on each side whatever the image size
     (``int(oversample / 8 * 256)``), ``centered=True`` (the centred FFT of util/fastmri_utils.py
-    ``fft2c_new``: ifftshift, FFT, fftshift). Initial estimate: zeros (mid-grey); no
-    pseudo-inverse exists."""
+    ``fft2c_new``: ifftshift, FFT, fftshift). RED-diff's is DPS's (utils/degredations.py
+    ``PhaseRetrievalOperator``, the same code) with its initial estimate.
+
+    No pseudo-inverse exists. ``init``: ``zeros`` (mid-grey), or ``inverse_magnitude``, RED-diff's
+    ``H_pinv``: the magnitude of the (centred, if ``centered``) inverse FFT of ``y``, cropped to the
+    image (what RED-Diff starts from with ``init=pinv``)."""
+
+    INITS = ("zeros", "inverse_magnitude")
 
     def __init__(self, oversampling: float = 2.0, pad: int | None = None, signed: bool = False,
-                 centered: bool = False):
+                 centered: bool = False, init: str = "zeros"):
         super().__init__()
+        if init not in self.INITS:
+            raise ValueError(f"phase retrieval init must be one of {self.INITS}, got {init!r}")
+        self.init = init
         if oversampling < 1:
             raise ValueError(f"oversampling must be >= 1, got {oversampling}")
         if pad is not None and pad < 0:
@@ -62,7 +71,14 @@ class PhaseRetrievalOperator(Operator):
             h, w = y.shape[-2] - 2 * self.pad, y.shape[-1] - 2 * self.pad
         else:
             h, w = round(y.shape[-2] / self.oversampling), round(y.shape[-1] / self.oversampling)
-        return torch.zeros(y.shape[0], y.shape[1], h, w, device=y.device, dtype=y.dtype)
+        if self.init == "zeros":
+            return torch.zeros(y.shape[0], y.shape[1], h, w, device=y.device, dtype=y.dtype)
+        if self.centered:
+            back = torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(y, dim=(-2, -1)), norm="ortho"), dim=(-2, -1))
+        else:
+            back = torch.fft.ifft2(y, norm="ortho")
+        left, _, top, _ = self._pad(h, w)
+        return back.abs()[..., top : top + h, left : left + w].to(y.dtype)
 
 
 # IJG base quantisation tables (ITU-T T.81, Annex K).
@@ -147,8 +163,9 @@ class PhaseRetrieval:
     """Phase retrieval; the arguments are :class:`PhaseRetrievalOperator`'s."""
 
     def __init__(self, oversampling: float = 2.0, pad: int | None = None, signed: bool = False,
-                 centered: bool = False):
-        self.options = dict(oversampling=float(oversampling), pad=pad, signed=bool(signed), centered=bool(centered))
+                 centered: bool = False, init: str = "zeros"):
+        self.options = dict(oversampling=float(oversampling), pad=pad, signed=bool(signed), centered=bool(centered),
+                            init=init)
         PhaseRetrievalOperator(**self.options)  # validate early
 
     def sample_artifacts(self, image_shape, generator) -> dict[str, Tensor]:
