@@ -158,3 +158,21 @@ def test_reddiff_phase_retrieval_and_its_start():
         assert relative(op.init_estimate(y), REFERENCE["phase_init"]) < 1e-5  # H.H_pinv(y): RED-Diff's init
     assert task("reddiff_phase_retrieval").published["reddiff"]["lr"] == 0.5  # tuned on this operator
     assert "reddiff" not in task("phase_retrieval").published
+
+
+def test_reddiff_jpeg_reproduces_reddiff_and_has_no_gradient():
+    """jpeg_decode(jpeg_encode(x, 20), 20) to float32 rounding, the same IJG tables as the
+    project's JPEG; hard rounding leaves a data term no gradient (what RED-Diff's JPEG runs do)."""
+    from reddiff_bench.operators.nonlinear import quality_tables
+
+    np.testing.assert_array_equal(torch.stack(quality_tables(20)).numpy(), REFERENCE["jpeg20_q"])
+    op = build("reddiff_jpeg20")
+    x = X.clone().requires_grad_(True)
+    y = op(x)
+    assert relative(y.detach(), REFERENCE["jpeg20_y"]) < 1e-5
+    (grad,) = torch.autograd.grad((y - y.detach() + 0.1).square().sum(), x)
+    assert float(grad.abs().max()) == 0.0
+    project = build("jpeg10")  # the project's: soft rounding, a useful gradient
+    (grad,) = torch.autograd.grad(project(x).square().sum(), x)
+    assert float(grad.abs().max()) > 0
+    assert task("reddiff_jpeg20").published["reddiff"]["lr"] == 0.5 and not task("jpeg10").published

@@ -151,6 +151,55 @@ class JPEGOperator(Operator):
         return y
 
 
+# RED-diff's colour transforms (utils/jpeg_torch.py torch_rgb2ycbcr / torch_ycbcr2rgb), as it writes them
+_REDDIFF_RGB_TO_YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.1687, -0.3313, 0.5], [0.5, -0.4187, -0.0813]])
+_REDDIFF_YCC_TO_RGB = torch.tensor([[1.0, -3.68199903e-05, 1.40198758e00], [1.0, -3.44113281e-01, -7.14103821e-01],
+                                    [1.0, 1.77197812e00, -1.34583413e-04]])
+
+
+class ReddiffJPEGOperator(Operator):
+    """RED-diff's JPEG as shipped (NVlabs/RED-diff utils/jpeg_torch.py
+    ``jpeg_decode(jpeg_encode(x, quality), quality)``, the ``jpeg<q>`` degradation): RGB -> YCbCr
+    with its own rounded coefficients, chroma 4:2:0 by keeping every second pixel (no averaging),
+    8 x 8 orthonormal DCT, quantisation with the IJG tables by hard rounding, back, chroma upsampled
+    by repeating each pixel 2 x 2, no clipping. Hard rounding has zero gradient: a data term
+    through this operator gives no gradient (RED-Diff on it only denoises). Sides must be
+    multiples of 16. Initial estimate: ``y`` (RED-diff's ``H_pinv``)."""
+
+    def __init__(self, quality: int = 20):
+        super().__init__()
+        luma, chroma = quality_tables(int(quality))
+        self.quality = int(quality)
+        self.register_buffer("tables", torch.stack([luma, chroma]).float())
+        self.register_buffer("dct", _dct_matrix().float())
+        self.register_buffer("rgb2ycc", _REDDIFF_RGB_TO_YCC.clone())
+        self.register_buffer("ycc2rgb", _REDDIFF_YCC_TO_RGB.clone())
+
+    def _code(self, planes: Tensor, table: Tensor) -> Tensor:
+        """Blockwise DCT, quantisation by hard rounding, dequantisation, inverse DCT."""
+        b, c, h, w = planes.shape
+        blocks = planes.reshape(b, c, h // 8, 8, w // 8, 8).transpose(3, 4)
+        d = self.dct.to(planes.dtype)
+        q = table.to(planes.dtype)
+        coeffs = torch.round((d @ blocks @ d.T) / q) * q
+        return (d.T @ coeffs @ d).transpose(3, 4).reshape(b, c, h, w)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        if c != 3 or h % 16 or w % 16:
+            raise ValueError(f"RED-diff's JPEG needs RGB images with sides divisible by 16, got {tuple(x.shape[1:])}")
+        pixels = (x + 1) / 2 * 255
+        ycc = torch.einsum("ij,bjhw->bihw", self.rgb2ycc.to(x.dtype), pixels)  # Cb, Cr centred on 0
+        luma = self._code(ycc[:, :1] - 128, self.tables[0]) + 128
+        chroma = self._code(ycc[:, 1:, ::2, ::2], self.tables[1])
+        chroma = chroma.repeat_interleave(2, -2).repeat_interleave(2, -1)
+        rgb = torch.einsum("ij,bjhw->bihw", self.ycc2rgb.to(x.dtype), torch.cat([luma, chroma], 1))
+        return rgb / 255 * 2 - 1
+
+    def init_estimate(self, y: Tensor) -> Tensor:
+        return y
+
+
 class HDR:
     def sample_artifacts(self, image_shape, generator) -> dict[str, Tensor]:
         return {}
@@ -176,12 +225,21 @@ class PhaseRetrieval:
 
 
 class JPEG:
-    def __init__(self, quality: int = 10):
-        self.quality = int(quality)
+    """JPEG at ``quality``: ``implementation`` ``project`` (:class:`JPEGOperator`, differentiable)
+    or ``reddiff`` (:class:`ReddiffJPEGOperator`, RED-diff's as shipped)."""
+
+    IMPLEMENTATIONS = ("project", "reddiff")
+
+    def __init__(self, quality: int = 10, implementation: str = "project"):
+        if implementation not in self.IMPLEMENTATIONS:
+            raise ValueError(f"JPEG implementation must be one of {self.IMPLEMENTATIONS}, got {implementation!r}")
+        self.quality, self.implementation = int(quality), implementation
         quality_tables(self.quality)  # validate early
 
     def sample_artifacts(self, image_shape, generator) -> dict[str, Tensor]:
         return {}
 
-    def operator(self, artifacts, image_shape) -> JPEGOperator:
+    def operator(self, artifacts, image_shape) -> Operator:
+        if self.implementation == "reddiff":
+            return ReddiffJPEGOperator(self.quality)
         return JPEGOperator(self.quality)

@@ -14,6 +14,7 @@ depend on the solver, so every solver of a sweep sees the same ``y``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
@@ -311,7 +312,10 @@ def preflight(context: RunContext, todo: list[int]) -> None:
         generator = make_generator(context.seed, "artifacts", task.name, image_id)
         probe = task.operator([task.sample_artifacts(shape, generator)], shape)
         try:
-            check(probe)
+            if "sigma_y" in inspect.signature(check).parameters:  # solvers whose limits depend on the noise
+                check(probe, sigma_y=task.sigma_y)
+            else:
+                check(probe)
         except ValueError as err:
             raise ConfigError(f"solver {cfg.solver_name!r} cannot solve task {task.name!r}: {err}") from err
 

@@ -14,7 +14,7 @@ Half-quadratic splitting with the diffusion denoiser. At each step (paper Alg. 1
    ``x_s = sqrt(abar_s) x0' + sqrt(1 - abar_s) (sqrt(1 - zeta) eps' + sqrt(zeta) z)``.
 
 ``sigma_n``: the noise level the data step assumes (null: the task's sigma_y; the nonlinear data
-step needs it > 0 and uses at least 1e-3). Defaults: 100 steps (the paper's NFE = 100), lam 8.0
+step needs it > 0: a noiseless task without an SVD is refused, naming solver.sigma_n). Defaults: 100 steps (the paper's NFE = 100), lam 8.0
 and zeta 1.0 (InverseBench ``configs/algorithm/diffpir.yaml``, ``lamb``, ``xi``).
 
 On a Gaussian prior (d = 4, two measurements, sigma_y = 0.1; ``tests/test_peer_solvers.py``) lam
@@ -47,6 +47,17 @@ class DiffPIR:
         self.steps, self.lam, self.zeta, self.grad_steps = int(steps), float(lam), float(zeta), int(grad_steps)
         self.sigma_n = None if sigma_n is None else float(sigma_n)
 
+    def noise_level(self, sigma_y: float) -> float:
+        return sigma_y if self.sigma_n is None else self.sigma_n
+
+    def check(self, operator: Operator, sigma_y: float) -> None:
+        """Refuse, before any work, what the data step cannot do: a gradient step (an operator
+        without an SVD) has the step ``1 / rho``, infinite when the assumed noise level is 0."""
+        if not isinstance(operator, SVDOperator) and self.noise_level(sigma_y) <= 0:
+            raise ValueError(f"DiffPIR's data step for {type(operator).__name__} (no SVD) is a gradient step of size "
+                             f"1 / rho with rho = lam sigma_n^2 abar / (1 - abar): with a noiseless task (sigma_y = 0) "
+                             f"it is infinite. Set solver.sigma_n to the noise level to assume (e.g. 0.01)")
+
     def data_step(self, operator: Operator, y: Tensor, x0: Tensor, rho: Tensor) -> Tensor:
         """``argmin_x ||y - A x||^2 + rho ||x - x0||^2``: exact through the SVD, else gradient steps."""
         if isinstance(operator, SVDOperator):
@@ -74,9 +85,8 @@ class DiffPIR:
               generators: list[torch.Generator], callback: Callback | None = None) -> SolverResult:
         shape = tuple(prior.image_shape)
         pairs = timestep_pairs(prior.schedule, self.steps)
-        sigma_n = sigma_y if self.sigma_n is None else self.sigma_n
-        if not isinstance(operator, SVDOperator):
-            sigma_n = max(sigma_n, 1e-3)  # a gradient step needs a finite proximal weight
+        self.check(operator, sigma_y)
+        sigma_n = self.noise_level(sigma_y)
         with torch.no_grad():
             x = randn_per_sample(generators, shape, y)
             for step, (t, s) in enumerate(pairs):
