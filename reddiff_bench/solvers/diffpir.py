@@ -14,7 +14,8 @@ Half-quadratic splitting with the diffusion denoiser. At each step (paper Alg. 1
    ``x_s = sqrt(abar_s) x0' + sqrt(1 - abar_s) (sqrt(1 - zeta) eps' + sqrt(zeta) z)``.
 
 ``sigma_n``: the noise level the data step assumes (null: the task's sigma_y; the nonlinear data
-step needs it > 0: a noiseless task without an SVD is refused, naming solver.sigma_n). Defaults: 100 steps (the paper's NFE = 100), lam 8.0
+step needs it > 0: a noiseless task without an SVD is refused, naming solver.sigma_n).
+Defaults: 100 steps (the paper's NFE = 100), lam 8.0
 and zeta 1.0 (InverseBench ``configs/algorithm/diffpir.yaml``, ``lamb``, ``xi``).
 
 On a Gaussian prior (d = 4, two measurements, sigma_y = 0.1; ``tests/test_peer_solvers.py``) lam
