@@ -221,3 +221,11 @@ def test_a_kernel_too_large_to_mirror_is_refused_naming_the_fixes():
     blur = task("dps_deblur_gauss")
     with pytest.raises(ConfigError, match="dataset.size.*boundary=circular"):
         blur.operator([blur.sample_artifacts((3, 16, 16), None)], (3, 16, 16))
+
+
+def test_bicubic_super_resolution_is_dps_resizer_and_block_averaging_is_not():
+    """sr_bicubic4 is DPS's super_resolution operator; sr4 is RED-diff's and DDRM's block averaging."""
+    ours = forward(task("sr_bicubic4"), {})
+    assert ours.shape == (3, 16, 16)
+    assert relative(ours, REFERENCE["sr4_y"]) < 1e-5
+    assert relative(forward(task("sr4"), {}), REFERENCE["sr4_y"]) > 1e-3
