@@ -176,3 +176,62 @@ def test_reddiff_jpeg_reproduces_reddiff_and_has_no_gradient():
     (grad,) = torch.autograd.grad(project(x).square().sum(), x)
     assert float(grad.abs().max()) > 0
     assert task("reddiff_jpeg20").published["reddiff"]["lr"] == 0.5 and not task("jpeg10").published
+
+
+# --- the nonlinear blur: bkse's kernel network (tests/fixtures/bkse/record.py) ---------------------------------
+
+BKSE = torch.load(Path(__file__).parent / "fixtures" / "bkse" / "bkse_reference.pt", weights_only=False)
+
+
+def small_network_weights(tmp_path, wrap: str | None = None) -> Path:
+    path = tmp_path / "GOPRO_wVAE.pth"
+    torch.save(BKSE["state_dict"] if wrap is None else {wrap: BKSE["state_dict"]}, path)
+    return path
+
+
+def small_blur(path) -> "Task":  # noqa: F821
+    return task("deblur_nonlinear", f"task.degradation.weights={path}", "task.degradation.nf=4",
+                "task.degradation.front_blocks=1", "task.degradation.back_blocks=1")
+
+
+@pytest.mark.parametrize("wrap", [None, "state_dict"])
+def test_the_kernel_network_loads_bkse_weights_and_reproduces_bkse(tmp_path, wrap):
+    """Our KernelNetwork with bkse's weights (a small network drawn by bkse's own code) computes
+    KernelWizard.adaptKernel; the operator maps [-1, 1] to [0, 1] and back and clips, as DPS and
+    RED-diff do."""
+    blur = small_blur(small_network_weights(tmp_path, wrap))
+    x01 = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    assert float(x01.double().sum()) == float(BKSE["x_sum"])  # the recorded input, drawn again
+    op = blur.operator([{"code": BKSE["code"][0]}], (3, 128, 128))
+    with torch.no_grad():
+        assert relative(op.network(x01, BKSE["code"]), BKSE["y"]) < 1e-5
+        y = op(x01 * 2 - 1)
+    assert relative(y, (2 * BKSE["y"] - 1).clamp(-1, 1)) < 1e-5
+
+
+def test_each_image_has_its_own_saved_code_and_the_data_term_one_kernel(tmp_path):
+    """Regression (issue 27): the references draw a new kernel code at every call, so y and each
+    data-term evaluation use different kernels; here one code per image, drawn from its generator."""
+    blur = small_blur(small_network_weights(tmp_path))
+    a = blur.sample_artifacts((3, 128, 128), torch.Generator().manual_seed(0))
+    again = blur.sample_artifacts((3, 128, 128), torch.Generator().manual_seed(0))
+    other = blur.sample_artifacts((3, 128, 128), torch.Generator().manual_seed(1))
+    assert a["code"].shape == (32, 1, 1) and torch.equal(a["code"], again["code"])
+    assert not torch.equal(a["code"], other["code"])
+    op = blur.operator([a], (3, 128, 128))
+    x = torch.rand(1, 3, 128, 128) * 2 - 1
+    assert torch.equal(op(x), op(x))  # the same kernel at every call
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(op(x).square().sum(), x)
+    assert torch.isfinite(grad).all() and float(grad.abs().max()) > 0
+
+
+def test_missing_or_wrong_weights_are_refused_by_name(tmp_path):
+    with pytest.raises(ConfigError, match="GOPRO_wVAE.pth are not at .*blur-kernel-space-exploring"):
+        small_blur(tmp_path / "absent" / "GOPRO_wVAE.pth").sample_artifacts((3, 128, 128), torch.Generator())
+    wrong = tmp_path / "GOPRO_wVAE.pth"
+    torch.save({"state_dict": {"conv.weight": torch.zeros(1)}}, wrong)  # what RED-diff's loading call "loads"
+    with pytest.raises(ConfigError, match="tensors are missing"):
+        small_blur(wrong).sample_artifacts((3, 128, 128), torch.Generator())
+    with pytest.raises(ConfigError, match="multiples of 128"):
+        small_blur(small_network_weights(tmp_path)).sample_artifacts((3, 64, 64), torch.Generator())

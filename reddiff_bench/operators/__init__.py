@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .base import LinearOperator, Operator, SVDOperator, operator_matrix, support_values
+from .blur_network import KernelNetwork, NonlinearBlur, NonlinearBlurOperator
 from .color import Colorization, GrayscaleOperator
 from .compose import Compose, ComposedOperator
 from .convolution import CircularConvolution, GaussianBlur, MotionBlur, ReflectConvolution, UniformBlur
@@ -43,8 +44,8 @@ __all__ = [
     "BicubicSR", "BlockAverageSR", "BoxInpainting", "CircularConvolution", "Colorization", "Compose",
     "ComposedOperator", "DPSBoxInpainting", "DPSRandomInpainting", "Degradation", "Denoising", "DenseOperator",
     "FreeFormInpainting", "GaussianBlur", "GrayscaleOperator", "HDR", "HDROperator", "HalfInpainting", "JPEG",
-    "JPEGOperator", "LinearOperator", "MaskFile", "MaskOperator", "MotionBlur", "Operator", "PhaseRetrieval",
-    "PhaseRetrievalOperator", "RandomBoxInpainting", "RandomMatrix", "RandomPixelInpainting", "ReddiffDeblur",
-    "ReflectConvolution", "SVDOperator", "SeparableOperator", "ShippedDeblurOperator", "UniformBlur",
-    "operator_matrix", "support_values",
+    "JPEGOperator", "KernelNetwork", "LinearOperator", "MaskFile", "MaskOperator", "MotionBlur", "NonlinearBlur",
+    "NonlinearBlurOperator", "Operator", "PhaseRetrieval", "PhaseRetrievalOperator", "RandomBoxInpainting",
+    "RandomMatrix", "RandomPixelInpainting", "ReddiffDeblur", "ReflectConvolution", "SVDOperator",
+    "SeparableOperator", "ShippedDeblurOperator", "UniformBlur", "operator_matrix", "support_values",
 ]
