@@ -99,3 +99,26 @@ def test_isotropic_conditioning_shortcut_equals_the_dense_formulas():
     y = torch.randn(2, generator=g, dtype=torch.float64)
     for fast, slow in zip(mix.posterior_moments(A, y, 0.3), dense.posterior_moments(A, y, 0.3)):
         assert torch.allclose(fast, slow, atol=1e-12)
+
+
+def test_a_noiseless_rank_deficient_measurement_conditions_on_the_range_of_A():
+    """Regression (found running reddiff_deblur_gauss, whose forward operator zeroes small singular
+    values, with sigma_y = 0): A Sigma A^T was singular and the exact posterior refused. The
+    measurement is the same as its coordinates in A's range: the posterior must equal that one's."""
+    g = torch.Generator().manual_seed(0)
+    d = 4
+    means = torch.randn(2, d, generator=g, dtype=torch.float64)
+    mix = GaussianMixture(torch.tensor([0.3, 0.7], dtype=torch.float64), means,
+                          torch.tensor([[1.0, 0.5, 2.0, 0.3], [0.7, 1.5, 0.2, 1.0]], dtype=torch.float64),
+                          torch.eye(d, dtype=torch.float64)[None].repeat(2, 1, 1))
+    reduced = torch.tensor([[1.0, 0.5, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0]], dtype=torch.float64)
+    x = torch.randn(d, generator=g, dtype=torch.float64)
+    # three rows spanning the same 2-D range (one a combination of the others): singular without noise
+    redundant = torch.cat([reduced, (reduced[0] + 2 * reduced[1])[None]])
+    w1, m1, c1 = mix.posterior_moments(reduced, reduced @ x, 0.0)
+    w2, m2, c2 = mix.posterior_moments(redundant, redundant @ x, 0.0)
+    assert torch.allclose(w1, w2, atol=1e-10) and torch.allclose(m1, m2, atol=1e-10)
+    assert torch.allclose(c1, c2, atol=1e-10)
+    # a zero row measures nothing: the posterior is the prior
+    w0, m0, _ = mix.posterior_moments(torch.zeros(1, d, dtype=torch.float64), torch.zeros(1, dtype=torch.float64), 0.0)
+    assert torch.allclose(w0, mix.weights) and torch.allclose(m0, mix.means)

@@ -127,8 +127,15 @@ class GaussianMixture(torch.nn.Module):
         s = 0.5 * (s + s.transpose(-1, -2))
         chol, info = torch.linalg.cholesky_ex(s)
         if bool((info != 0).any()):
-            raise ValueError("the measurement covariance A Sigma A^T + sigma_y^2 I is singular: "
-                             "does A have zero rows, or sigma_y = 0 with a rank-deficient A?")
+            # sigma_y = 0 with a rank-deficient A (e.g. RED-diff's shipped deblurs, whose forward operator
+            # drops small singular values): the measurements outside A's range are exactly 0 whatever x is,
+            # so conditioning on U_r^T y = S_r V_r^T x, the range's coordinates, is the same posterior
+            u, sv, vh = torch.linalg.svd(A, full_matrices=False)
+            keep = sv > sv.max() * max(A.shape) * torch.finfo(A.dtype).eps
+            if bool(keep.all()):
+                raise ValueError("the measurement covariance A Sigma A^T + sigma_y^2 I is singular: "
+                                 "does A have zero rows, or sigma_y = 0 with a rank-deficient A?")
+            return self._condition(sv[keep, None] * vh[keep], u[:, keep].T @ y, sigma_y, means_only)
         resid = y[None] - self.means @ A.T  # (K, m)
         sol = torch.cholesky_solve(resid[..., None], chol)[..., 0]  # S^{-1} r
         post_means = self.means + torch.einsum("kmd,km->kd", a_cov, sol)
