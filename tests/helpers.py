@@ -5,7 +5,9 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from reddiff_bench.run.settings import compose
@@ -90,3 +92,15 @@ class SquareDegradation:
                 return x**2
 
         return Square()
+
+
+def compose_task(name: str, *overrides: str):
+    """The task of conf/task/<name>.yaml with ``overrides``, instantiated."""
+    return instantiate(compose_config([f"task={name}", *overrides]).task, _convert_="all")
+
+
+def relative_error(a, b) -> float:
+    """``||a - b|| / ||b||`` over all entries, in float64 (arrays or tensors)."""
+    a, b = np.asarray(a, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+

@@ -28,20 +28,14 @@ from reddiff_bench.operators import (
 from reddiff_bench.operators.kernels import dps_motion_kernel, gaussian_kernel, kernel_statistics
 from reddiff_bench.solvers import DPS
 
-from .helpers import compose_config
+from .helpers import compose_config, compose_task, relative_error
 
 REFERENCE = np.load(Path(__file__).parent / "fixtures" / "dps" / "dps_reference.npz")
 X = torch.from_numpy(REFERENCE["x"])[None]  # (1, 3, 64, 64)
 SHAPE = (3, 256, 256)
 
 
-def task(name: str, *overrides: str):
-    return instantiate(compose_config([f"task={name}", *overrides]).task, _convert_="all")
-
-
-def relative(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+task, relative = compose_task, relative_error
 
 
 def forward(task_, artifacts, x=X):

@@ -12,7 +12,7 @@ from reddiff_bench.errors import ConfigError
 from reddiff_bench.operators import MaskFile
 
 from .conftest import write_packed_masks
-from .helpers import compose_config
+from .helpers import compose_config, compose_task, relative_error
 
 
 def reddiff_masks(path) -> np.ndarray:
@@ -87,13 +87,7 @@ REFERENCE = np.load(Path(__file__).parent / "fixtures" / "reddiff" / "reddiff_re
 X = torch.from_numpy(REFERENCE["x"])[None]  # (1, 3, 64, 64)
 
 
-def task(name: str, *overrides: str):
-    return instantiate(compose_config([f"task={name}", *overrides]).task, _convert_="all")
-
-
-def relative(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+task, relative = compose_task, relative_error
 
 
 def build(name: str, shape=(3, 64, 64)):
