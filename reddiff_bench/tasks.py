@@ -78,7 +78,8 @@ class Task:
 
     def __init__(self, name: str, degradation: Degradation, noise: GaussianNoise | PoissonNoise,
                  published: dict | None = None):
-        self.name = name
+        variant = getattr(degradation, "variant", None)  # e.g. published masks instead of generated ones
+        self.name = f"{name}@{variant}" if variant else name  # rows of a variant never pool with the default's
         self.degradation = degradation
         self.noise = noise
         self.published = dict(published or {})

@@ -80,3 +80,23 @@ def write_packed_masks(path: Path, n: int, channels: int, side: int, flat: bool 
     masks = masks.reshape(n, -1) if flat else masks
     np.savez(path, m=np.packbits(masks, axis=None), shape=masks.shape)
     return path
+
+
+def write_listed_images(root: Path, file_list: str, side: int = 8, layout: str = "as_listed") -> list[str]:
+    """One small image for each line of a shipped (or given) image list under ``root``: at the
+    listed relative path (``as_listed``), or FFHQ's thousands folders as JPEG (``thousands``:
+    ``00000/00000.jpg``, found by stem). Returns the listed names."""
+    from PIL import Image
+
+    from reddiff_bench.data.datasets import bundled_list, read_list
+
+    names = [name for name, _ in read_list(bundled_list(file_list))]
+    for k, name in enumerate(names):
+        if layout == "thousands":
+            stem = Path(name).stem
+            path = root / f"{int(stem) // 1000 * 1000:05d}" / f"{stem}.jpg"
+        else:
+            path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (side, side), (k % 256, (k // 256) * 40, 90)).save(path)
+    return names

@@ -15,7 +15,7 @@ from reddiff_bench.errors import ConfigError
 from reddiff_bench.run.pipeline import instantiate_group
 from reddiff_bench.study.sweeps import expand_sweep
 
-from .conftest import CONF, SMALL_GMM
+from .conftest import CONF, SMALL_GMM, write_listed_images
 from .helpers import compose_config
 
 GROUPS = ["solver", "task", "dataset", "model", "weighting", "optimizer", "logger"]
@@ -46,8 +46,12 @@ def test_option_composes_and_instantiates(group, option, image_root, tmp_path):
     overrides = [f"{group}={option}"] + (SMALL_GMM if group != "model" or option == "gmm_photos" else [])
     if group == "dataset":
         overrides.append(f"paths.data_dir={image_root}")
-        if "root" in compose_config(overrides).dataset.keys():  # noqa: SIM118 - a ??? value is not "in" a DictConfig
+        dataset = compose_config(overrides).dataset
+        if "root" in dataset.keys():  # noqa: SIM118 - a ??? value is not "in" a DictConfig
             overrides.append(f"dataset.root={image_root}")
+        if dataset.get("file_list"):  # a published subset: its images, and only those, must be there
+            write_listed_images(tmp_path / "listed", dataset.file_list)
+            overrides[-1] = f"dataset.root={tmp_path / 'listed'}"
     if group == "model":
         overrides.append(f"paths.checkpoint_dir={tmp_path}")
         if option == "adm_random":  # the smaller FFHQ architecture: the same code, a tenth of the memory

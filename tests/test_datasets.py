@@ -12,7 +12,7 @@ from reddiff_bench.data import ImageFolder, PhotoCrops
 from reddiff_bench.data.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS
 from reddiff_bench.errors import ConfigError
 
-from .conftest import SMALL_GMM
+from .conftest import SMALL_GMM, write_listed_images
 from .helpers import compose_config
 
 
@@ -203,3 +203,61 @@ def test_replaying_measurements_made_on_other_images_is_refused_naming_them(tmp_
         run_folder(tmp_path / "b", tmp_path / "run_b", replay)
     (tmp_path / "b" / "x.png").unlink()
     run_folder(tmp_path / "b", tmp_path / "run_b2", replay)  # y alone: the same image, replayed
+
+
+@pytest.mark.slow  # 1000 images through the pipeline: about 15 s
+def test_imagenet_presets_run_exactly_the_dgp_top1k_images_one_per_class_with_their_labels(tmp_path):
+    """Regression (issue 23): imagenet_val had file_list=null and ran the first 1000 files in sorted
+    order (about 20 classes). A fake ImageNet tree with the list's 1000 images and others beside
+    them: the preset runs exactly the listed ones, in the list's order, with the list's labels."""
+    from reddiff_bench.data.datasets import bundled_list, read_list
+    from reddiff_bench.run.pipeline import run
+
+    root = tmp_path / "imagenet" / "val"
+    names = write_listed_images(root, "imagenet_dgp_top1k")
+    for synset in sorted({n.split("/")[0] for n in names})[:50]:  # other images of the same classes, sorted first
+        Image.new("RGB", (8, 8), (1, 2, 3)).save(root / synset / "ILSVRC2012_val_00000000.JPEG")
+    run_dir = tmp_path / "run"
+    cfg = compose_config(SMALL_GMM + ["+experiment=imagenet_inpaint", f"paths.data_dir={tmp_path}", "model=gmm_photos",
+                                      "dataset.size=16", "solver=pinv", "task=inpaint_box", "logger=none",
+                                      "progress=false", "metrics.fid=false", "metrics.lpips=none", "metrics.top1=false",
+                                      "save_outputs=false", "save_measurements=false", "batch_size=250",
+                                      "profile.memory=false", "grid_images=0", "reference_metrics=false"], run_dir=run_dir)
+    assert cfg.dataset.file_list == "imagenet_dgp_top1k" and cfg.dataset.labels == "list"
+    outcome = run(cfg, run_dir)
+    expected = [n.rsplit(".", 1)[0].replace("/", "__") for n in names]
+    assert list(outcome.rows["image_id"]) == expected and (outcome.rows["status"] == "ok").all()
+    assert len({i.split("__")[0] for i in expected}) == 1000  # one per class
+    listed = read_list(bundled_list("imagenet_dgp_top1k"))
+    dataset = ImageFolder(str(root), size=16, file_list="imagenet_dgp_top1k", labels="list")
+    assert dataset.labels == {i: label for i, (_, label) in zip(expected, listed)}
+    assert sorted(dataset.labels.values()) == list(range(1000))
+
+
+def test_ffhq_lists_find_their_images_by_stem_in_any_layout_and_are_disjoint(tmp_path):
+    root = tmp_path / "ffhq"
+    write_listed_images(root, "ffhq_dps_val1k", layout="thousands")  # 00000/00000.jpg, as FFHQ's own folders
+    Image.new("RGB", (8, 8)).save(root / "00000" / "01000.jpg")  # not listed
+    dataset = ImageFolder(str(root), size=8, file_list="ffhq_dps_val1k")
+    assert len(dataset) == 1000 and dataset.image_id(0) == "00000__00000" and dataset.image_id(999) == "00000__00999"
+    with pytest.raises(ConfigError, match=r"1000 of the 1000 listed images are not under .*first: 63000\.png"):
+        ImageFolder(str(root), size=8, file_list="ffhq_reddiff_val1k")
+
+
+def test_a_list_with_missing_or_ambiguous_images_is_refused_naming_them(tmp_path):
+    for name in ("a/x.png", "b/x.png", "c/y.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    listing = tmp_path / "list.txt"
+    listing.write_text("# comment\nc/y.png 3\nx.png 1\nz.png 2\n")
+    with pytest.raises(ConfigError, match=r"1 of the 3 listed images are not under .*z\.png.*"
+                                          r"1 listed names match several files by stem \(first: x\.png\)"):
+        ImageFolder(str(tmp_path), size=8, file_list=str(listing))
+    listing.write_text("c/y.png 3\nb/x.png\n")
+    with pytest.raises(ConfigError, match="labels=list needs a file list whose every line"):
+        ImageFolder(str(tmp_path), size=8, file_list=str(listing), labels="list")
+    with pytest.raises(ConfigError, match=r"neither a file nor a list shipped with the package \(ffhq_dps_val1k"):
+        ImageFolder(str(tmp_path), size=8, file_list="imagenet_top1k")
+    listing.write_text("c/y.png three\n")
+    with pytest.raises(ConfigError, match="line 1: 'c/y.png three' is not"):
+        ImageFolder(str(tmp_path), size=8, file_list=str(listing))

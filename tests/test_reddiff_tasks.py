@@ -229,3 +229,38 @@ def test_missing_or_wrong_weights_are_refused_by_name(tmp_path):
         small_blur(wrong).sample_artifacts((3, 128, 128), torch.Generator())
     with pytest.raises(ConfigError, match="multiples of 128"):
         small_blur(small_network_weights(tmp_path)).sample_artifacts((3, 64, 64), torch.Generator())
+
+
+def test_free_form_inpainting_reads_a_published_mask_file_indexed_as_the_reference_does(tmp_path):
+    """Issue 23: the free-form tasks only generated Palette-style strokes; a user with RED-diff's (or
+    PiGDM's) 20ff.npz could not use it. With masks_from, image k of the run takes mask k modulo the
+    number of masks (Inpainting2.set_indices), and the task's name says which masks ran."""
+    from reddiff_bench.run.pipeline import run
+
+    from .test_pipeline import FAST
+
+    path = write_packed_masks(tmp_path / "20ff.npz", n=2, channels=3, side=16)
+    run_dir = tmp_path / "run"
+    cfg = compose_config(FAST + ["logger=none", "solver=pinv", "task=inpaint_freeform_20_30",
+                                 f"task.degradation.masks_from={path}", "metrics.fid=false"], run_dir=run_dir)
+    rows = run(cfg, run_dir).rows
+    assert set(rows["task"]) == {"inpaint_freeform_20_30@20ff"}
+    expected = reddiff_masks(path).reshape(2, 3, 16, 16).astype("float32")
+    ids = json.loads((run_dir / "dataset_ids.json").read_text())
+    assert len(ids) == 3
+    for index, image_id in enumerate(ids):
+        saved = torch.load(run_dir / "measurements" / f"{image_id}.pt", weights_only=False)
+        np.testing.assert_array_equal(saved["artifact_mask"].numpy(), expected[index % 2])
+    dense = tmp_path / "lorem.npy"  # DDRM/DDNM ship one dense (H, W) mask, 1 = kept
+    np.save(dense, (np.arange(256).reshape(16, 16) % 3 > 0).astype("float32"))
+    task = compose_task("inpaint_freeform_10_20", f"task.degradation.masks_from={dense}")
+    assert task.name == "inpaint_freeform_10_20@lorem"
+    mask = task.sample_artifacts((3, 16, 16), torch.Generator(), index=5)["mask"]
+    np.testing.assert_array_equal(mask[0].numpy(), np.load(dense))
+    generated = compose_task("inpaint_freeform_10_20")
+    assert generated.name == "inpaint_freeform_10_20" and not getattr(generated.degradation, "indexed", False)
+    from reddiff_bench.run.pipeline import instantiate_group
+
+    with pytest.raises(ConfigError, match=r"nope.npz does not exist \(task.degradation.masks_from\)"):
+        instantiate_group(compose_config(["task=inpaint_freeform_10_20",
+                                          f"task.degradation.masks_from={tmp_path}/nope.npz"]).task, "task")

@@ -108,8 +108,41 @@ def load_image(path: Path, size: int) -> Tensor:
     return (unit * 2 - 1).clamp(-1, 1)
 
 
+LISTS = Path(__file__).resolve().parent.parent / "assets" / "lists"  # the published protocols' image lists
+
+
+def bundled_list(spec: str) -> Path:
+    """A list file: ``spec`` as a path, or the stem of a list shipped in ``assets/lists``."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    shipped = LISTS / f"{spec}.txt"
+    if "/" not in spec and shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in LISTS.glob("*.txt")))
+    raise ConfigError(f"image list {spec!r} is neither a file nor a list shipped with the package ({names})")
+
+
+def read_list(path: Path) -> list[tuple[str, int | None]]:
+    """``(relative path, class index or None)`` per line of a list file; blank and ``#`` lines skipped."""
+    entries = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        try:
+            entries.append((parts[0], int(parts[1]) if len(parts) > 1 else None))
+        except ValueError as err:
+            raise ConfigError(f"image list {path}, line {number}: {line!r} is not '<relative path> [<class index>]'"
+                              ) from err
+    return entries
+
+
 class ImageFolder:
-    """Images under ``root`` (recursively, sorted by relative path), the first ``num_images``."""
+    """Images under ``root`` (recursively, sorted by relative path), or those of ``file_list`` in
+    its order (a path, or a list shipped in ``assets/lists``: see its README), the first
+    ``num_images``. ``labels``: None, ``synsets`` (ImageNet's folders), ``list`` (the class
+    indices of ``file_list``) or a file of ``<relative path> <class index>`` lines."""
 
     def __init__(self, root: str, size: int = 256, num_images: int | None = None, name: str = "image_folder",
                  file_list: str | None = None, skip_unreadable: bool = False, labels: str | None = None):
@@ -123,22 +156,56 @@ class ImageFolder:
             raise ConfigError(f"dataset {name!r}: image folder {self.root} does not exist. Put the images "
                               f"there, or point dataset.root (or paths.data_dir) at them, e.g. "
                               f"dataset.root=/data/{name}.")
+        self.listed: list[tuple[str, int | None]] = []
         if file_list is not None:
-            listing = Path(file_list).expanduser()
-            if not listing.is_file():
-                raise ConfigError(f"dataset {name!r}: file list {listing} does not exist (dataset.file_list).")
-            files = [self.root / line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+            self.listed = read_list(bundled_list(str(file_list)))[: num_images]
+            files = self._find(self.listed)
         else:
-            files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            files = sorted(self._all_images())[: num_images]
         if not files:
             raise ConfigError(f"dataset {name!r}: no images ({', '.join(IMAGE_EXTENSIONS)}) under {self.root}.")
-        self.files = files[: num_images] if num_images else files
+        self.files = files
         self.labels = self._labels(labels)
+
+    def _all_images(self) -> list[Path]:
+        return [p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+
+    def _find(self, listed: list[tuple[str, int | None]]) -> list[Path]:
+        """Each listed image under the root: at its relative path, else by its stem anywhere below
+        (another layout or extension); every one must be found, once."""
+        files, by_stem = [], None
+        missing, ambiguous = [], []
+        for relative, _ in listed:
+            path = self.root / relative
+            if not path.is_file():
+                if by_stem is None:
+                    by_stem = {}
+                    for found in self._all_images():
+                        by_stem.setdefault(found.stem, []).append(found)
+                candidates = by_stem.get(Path(relative).stem, [])
+                if len(candidates) != 1:
+                    (missing if not candidates else ambiguous).append(relative)
+                    continue
+                path = candidates[0]
+            files.append(path)
+        if missing or ambiguous:
+            problems = []
+            if missing:
+                problems.append(f"{len(missing)} of the {len(listed)} listed images are not under {self.root} "
+                                f"(first: {', '.join(missing[:3])})")
+            if ambiguous:
+                problems.append(f"{len(ambiguous)} listed names match several files by stem (first: "
+                                f"{', '.join(ambiguous[:3])})")
+            raise ConfigError(f"dataset {self.name!r}: {'; '.join(problems)}. Put the listed images there, point "
+                              f"dataset.root at them, or set dataset.file_list=null to take the folder's images.")
+        if len(set(files)) < len(files):
+            raise ConfigError(f"dataset {self.name!r}: the file list names some images twice")
+        return files
 
     def _labels(self, spec: str | None) -> dict[str, int]:
         """Class labels by image id: ``synsets`` reads ImageNet's layout (class index = rank of the
-        synset folder among the 1000 sorted synsets, torchvision's order); a file path reads lines
-        ``<relative path> <class index>``; None: no labels."""
+        synset folder among the 1000 sorted synsets, torchvision's order); ``list`` the file list's
+        second column; a file path reads lines ``<relative path> <class index>``; None: no labels."""
         if spec is None:
             return {}
         if spec == "synsets":
@@ -149,16 +216,23 @@ class ImageFolder:
                                   f"with lines '<relative path> <class index>').")
             index = {s: i for i, s in enumerate(synsets)}
             return {self.image_id(i): index[f.relative_to(self.root).parts[0]] for i, f in enumerate(self.files)}
+        if spec == "list":
+            if not self.listed or any(label is None for _, label in self.listed):
+                raise ConfigError(f"dataset {self.name!r}: labels=list needs a file list whose every line is "
+                                  f"'<relative path> <class index>' (dataset.file_list)")
+            return {self.image_id(i): int(label) for i, (_, label) in enumerate(self.listed)}
         path = Path(spec).expanduser()
         if not path.is_file():
             raise ConfigError(f"dataset {self.name!r}: label file {path} does not exist (dataset.labels)")
-        by_path = {}
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 2:
-                by_path[str(Path(parts[0]).with_suffix(""))] = int(parts[1])
-        return {self.image_id(i): by_path[str(f.relative_to(self.root).with_suffix(""))]
-                for i, f in enumerate(self.files) if str(f.relative_to(self.root).with_suffix("")) in by_path}
+        by_path = {str(Path(rel).with_suffix("")): label for rel, label in read_list(path) if label is not None}
+        names = [rel for rel, _ in self.listed] or [str(f.relative_to(self.root)) for f in self.files]
+        out = {}
+        for i, (name, f) in enumerate(zip(names, self.files)):
+            for key in (str(Path(name).with_suffix("")), str(f.relative_to(self.root).with_suffix(""))):
+                if key in by_path:
+                    out[self.image_id(i)] = by_path[key]
+                    break
+        return out
 
     def __len__(self) -> int:
         return len(self.files)

@@ -211,18 +211,27 @@ def _stroke(hole: Tensor, generator: torch.Generator, max_vertices: int, max_wid
 
 
 class FreeFormInpainting(_MaskDegradation):
-    """Palette-style free-form masks: random thick brush strokes, redrawn until the hole covers
-    ``coverage`` = [low, high] of the image (e.g. [0.1, 0.2] or [0.2, 0.3]); seeded per image."""
+    """Free-form masks. Offline default: Palette-style random thick brush strokes, redrawn until
+    the hole covers ``coverage`` = [low, high] of the image (e.g. [0.1, 0.2] or [0.2, 0.3]), seeded
+    per image; an approximation of the published masks, whose strokes differ. ``masks_from``: a
+    published mask file instead (RED-diff/PiGDM's bit-packed ``20ff.npz``, a stack or one dense
+    NPY/PNG as DDRM and DDNM ship them; see :class:`MaskFile`), image ``i`` of the dataset taking
+    mask ``i`` modulo their number as the reference code indexes it; ``coverage`` is then unused."""
 
     def __init__(self, coverage: tuple[float, float] = (0.1, 0.2), max_vertices: int = 6,
-                 max_width_fraction: float = 0.08, max_tries: int = 1000):
+                 max_width_fraction: float = 0.08, max_tries: int = 1000, masks_from: str | None = None):
         low, high = coverage
         if not 0 <= low < high <= 1:
             raise ValueError(f"coverage must be [low, high] within [0, 1], got {coverage}")
         self.low, self.high = float(low), float(high)
         self.max_vertices, self.max_width_fraction, self.max_tries = max_vertices, max_width_fraction, max_tries
+        self.published = MaskFile(masks_from, pick="index", key="task.degradation.masks_from") if masks_from else None
+        self.indexed = self.published is not None  # the file's masks go by the image's dataset index
+        self.variant = self.published.path.stem if self.published is not None else None  # the task's name says so
 
-    def sample_artifacts(self, image_shape, generator) -> dict[str, Tensor]:
+    def sample_artifacts(self, image_shape, generator, index: int = 0) -> dict[str, Tensor]:
+        if self.published is not None:
+            return self.published.sample_artifacts(image_shape, generator, index)
         _, h, w = image_shape
         max_width = max(2.0, self.max_width_fraction * max(h, w))
         for _ in range(self.max_tries):
@@ -278,7 +287,7 @@ class MaskFile(_MaskDegradation):
     PICKS = ("random", "index")
     indexed = True  # sample_artifacts takes the image's dataset index
 
-    def __init__(self, path: str, pick: str = "random"):
+    def __init__(self, path: str, pick: str = "random", key: str = "task.degradation.path"):
         if pick not in self.PICKS:
             raise ValueError(f"mask pick must be one of {self.PICKS}, got {pick!r}")
         self.pick = pick
@@ -288,7 +297,7 @@ class MaskFile(_MaskDegradation):
         elif self.path.is_file():
             self.files = [self.path]
         else:
-            raise ConfigError(f"mask path {self.path} does not exist (task.degradation.path): give a PNG/NPZ file "
+            raise ConfigError(f"mask path {self.path} does not exist ({key}): give a PNG/NPZ/NPY file "
                               f"or a directory of them")
         if not self.files:
             raise ConfigError(f"no .png, .npz or .npy masks in {self.path}")
