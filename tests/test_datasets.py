@@ -222,7 +222,8 @@ def test_imagenet_presets_run_exactly_the_dgp_top1k_images_one_per_class_with_th
                                       "dataset.size=16", "solver=pinv", "task=inpaint_box", "logger=none",
                                       "progress=false", "metrics.fid=false", "metrics.lpips=none", "metrics.top1=false",
                                       "save_outputs=false", "save_measurements=false", "batch_size=250",
-                                      "profile.memory=false", "grid_images=0", "reference_metrics=false"], run_dir=run_dir)
+                                      "profile.memory=false", "grid_images=0", "reference_metrics=false"],
+                         run_dir=run_dir)
     assert cfg.dataset.file_list == "imagenet_dgp_top1k" and cfg.dataset.labels == "list"
     outcome = run(cfg, run_dir)
     expected = [n.rsplit(".", 1)[0].replace("/", "__") for n in names]

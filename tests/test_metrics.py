@@ -218,3 +218,134 @@ def test_committed_study_outputs_name_no_machine_path():
     found = [str(p.relative_to(REPO)) for p in sorted((REPO / "experiments").rglob("*"))
              if p.is_file() and p.suffix in (".csv", ".md", ".tex", ".yaml") and machine.search(p.read_text())]
     assert found == [], f"machine paths in committed study outputs: {found}"
+
+
+class ProjectionInception(torch.nn.Module):
+    """A fixed random projection to 8 features stands in for Inception (no weights here)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.randn(3 * 32 * 32, 8, generator=torch.Generator().manual_seed(0))
+
+    def forward(self, x):
+        x = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear") if x.shape[-1] != 32 else x
+        return x.reshape(x.shape[0], -1) @ self.proj
+
+
+def _images(n, seed, shift=0.0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for k in range(n):
+        x = (torch.rand(1, 3, 32, 32, generator=g) * 2 - 1 + shift).clamp(-1, 1)
+        out.append((f"i{k}", lambda x=x: x, lambda x=x: (x * 0.5).clamp(-1, 1)))
+    return out
+
+
+def test_fid_against_a_statistics_file_equals_pytorch_fid_and_names_its_reference(monkeypatch, tmp_path):
+    """Issue 23: FID could only compare with the run's own ground truth. Against pytorch-fid's
+    statistics file (mu, sigma) it is pytorch-fid's calculate_frechet_distance on the same
+    features; KID needs features (a stats-only file gives NaN and says why); the summary names
+    the reference of each."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    from reddiff_bench.metrics.fid import gaussian_stats
+
+    monkeypatch.setattr("reddiff_bench.metrics.suite.InceptionFeatures", ProjectionInception)
+    net = ProjectionInception()
+    reference = torch.cat([x() for _, x, _ in _images(40, seed=5, shift=0.3)])
+    with torch.no_grad():
+        ref_features = net(reference).double().numpy()
+    mu, sigma = gaussian_stats(ref_features)
+    stats = tmp_path / "imagenet_train_stats.npz"
+    np.savez(stats, mu=mu, sigma=sigma)  # as pytorch-fid's --save-stats writes it
+    images = _images(12, seed=1)
+    suite = MetricSuite(lpips=None, fid=True, top1=False, fid_reference=str(stats), kid_reference=str(stats),
+                        kid_subsets=5, kid_subset_size=6)
+    summary = suite.finalize(images)
+    with torch.no_grad():
+        fake = torch.cat([net(x()) for _, x, _ in images]).double().numpy()
+    expected = calculate_frechet_distance(*gaussian_stats(fake), mu, sigma)
+    assert summary["fid"] == pytest.approx(expected, rel=1e-9) and summary["fid"] > 1
+    assert summary["fid_reference"] == "statistics file imagenet_train_stats.npz (mu, sigma, extractor not recorded)"
+    assert math.isnan(summary["kid"]) and "only their mean and covariance" in summary["notes"]["kid"]
+    # features file for KID: the unbiased MMD against those features; ground truth for FID
+    features = tmp_path / "val_features.npy"
+    np.save(features, ref_features)
+    suite = MetricSuite(lpips=None, fid=True, top1=False, kid_reference=str(features), kid_subsets=5,
+                        kid_subset_size=6)
+    summary = suite.finalize(images)
+    with torch.no_grad():
+        clean = torch.cat([net(c()) for _, _, c in images]).double().numpy()
+    assert summary["fid"] == pytest.approx(calculate_frechet_distance(*gaussian_stats(fake), *gaussian_stats(clean)),
+                                           rel=1e-9)
+    assert summary["kid"] == pytest.approx(kernel_inception_distance(fake, ref_features, 5, 6)[0], rel=1e-12)
+    assert summary["fid_reference"] == "ground truth (12 images)"
+    assert summary["kid_reference"] == "features file val_features.npy (40 images, extractor not recorded)"
+
+
+def test_bad_or_absent_references_are_refused_before_any_work_or_fall_back_with_a_note(tmp_path, monkeypatch):
+    from reddiff_bench.errors import ConfigError
+    from reddiff_bench.metrics.fid import FEATURE_EXTRACTOR, read_reference
+    from reddiff_bench.run.pipeline import reference_problems
+
+    from .helpers import compose_config
+
+    absent = tmp_path / "fid_stats" / "imagenet256_train_mean_std.npz"
+    cfg = compose_config([f"metrics.fid_reference={absent}"])
+    assert any("imagenet256_train_mean_std.npz does not exist" in p and "fid-stats" in p
+               for p in reference_problems(cfg))
+    fallback = compose_config([f"metrics.fid_reference={absent}", "metrics.reference_fallback=true"])
+    assert reference_problems(fallback) == []
+    assert reference_problems(compose_config([f"metrics.fid_reference={absent}", "metrics.fid=false"])) == []
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, mu=np.zeros(2048), sigma=np.eye(2048), extractor=np.array("clean-fid torchscript Inception"))
+    with pytest.raises(ConfigError, match="made with 'clean-fid torchscript Inception'"):
+        read_reference(wrong)
+    np.savez(wrong, mu=np.zeros(64), sigma=np.eye(64))
+    assert any("expected (2048,)" in p for p in reference_problems(compose_config([f"metrics.kid_reference={wrong}"])))
+    np.savez(wrong, means=np.zeros(3))
+    with pytest.raises(ConfigError, match=r"holds \['means'\]: expected 'mu' and 'sigma'"):
+        read_reference(wrong)
+    ours = tmp_path / "ours.npz"
+    np.savez(ours, mu=np.zeros(2048), sigma=np.eye(2048), extractor=np.array(FEATURE_EXTRACTOR))
+    assert read_reference(ours).description == "statistics file ours.npz (mu, sigma)"
+    # the paper presets' fallback: the ground truth, said in the notes
+    monkeypatch.setattr("reddiff_bench.metrics.suite.InceptionFeatures", ProjectionInception)
+    suite = MetricSuite(lpips=None, fid=True, top1=False, fid_reference=str(absent), reference_fallback=True,
+                        kid_subsets=2, kid_subset_size=3)
+    summary = suite.finalize(_images(4, seed=2))
+    assert summary["fid_reference"] == "ground truth (4 images)" and math.isfinite(summary["fid"])
+    assert "imagenet256_train_mean_std.npz) is absent: FID is against the run's ground truth" in \
+        summary["notes"]["fid_reference"]
+
+
+def test_a_folder_reference_is_computed_once_and_cached_and_fid_stats_writes_pytorch_fid_statistics(
+        tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from reddiff_bench.cli.fid_stats import main
+    from reddiff_bench.metrics.fid import FEATURE_EXTRACTOR, gaussian_stats
+    from reddiff_bench.run import references
+
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    g = np.random.default_rng(0)
+    for k in range(5):
+        Image.fromarray(g.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{k}.png")
+    net = ProjectionInception()
+    first = references.folder_reference(folder, net, size=32, cache_dir=tmp_path / "cache")
+    assert first.description == "image folder refs (5 images at 32px)" and first.features.shape == (5, 8)
+    monkeypatch.setattr(references, "compute_features", lambda *a, **k: pytest.fail("recomputed"))
+    again = references.folder_reference(folder, net, size=32, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(again.features, first.features)
+    monkeypatch.undo()
+    monkeypatch.setattr(references, "InceptionFeatures", ProjectionInception)
+    assert main([str(folder), "--out", str(tmp_path / "stats.npz"), "--size", "32", "--features", "--device",
+                 "cpu"]) == 0
+    written = np.load(tmp_path / "stats.npz")
+    mu, sigma = gaussian_stats(first.features)
+    np.testing.assert_allclose(written["mu"], mu, rtol=1e-12)
+    np.testing.assert_allclose(written["sigma"], sigma, rtol=1e-12)
+    assert str(written["extractor"]) == FEATURE_EXTRACTOR and written["features"].shape == (5, 8)
+    assert "mu, sigma" in capsys.readouterr().out.replace("'", "")
+    assert main([str(tmp_path / "none"), "--out", str(tmp_path / "x.npz")]) == 2

@@ -125,3 +125,20 @@ def test_the_gpus_launcher_without_a_gpu_and_missing_data_are_refused_once_befor
     err = capsys.readouterr().err
     assert "no job was started" in err and "found no CUDA device" in err
     assert "imagenet/val does not exist" in err and "256x256_diffusion_uncond.pt" in err  # everything at once
+
+
+def test_a_table_footnote_names_the_fid_and_kid_reference_of_its_runs():
+    """Issue 23: FID/KID cells did not say what they were computed against."""
+    from reddiff_bench.study.tables import aggregate, to_latex, to_markdown
+
+    rows = pd.DataFrame({"solver": ["a", "a", "b", "b"], "psnr": [1.0, 2.0, 3.0, 4.0], "status": ["ok"] * 4})
+    runs = pd.DataFrame({"solver": ["a", "b"], "fid": [10.0, 12.0], "kid": [0.1, 0.2],
+                         "fid_reference": ["statistics file imagenet256_train_mean_std.npz (mu, sigma)"] * 2,
+                         "kid_reference": ["ground truth (2 images)"] * 2})
+    agg = aggregate(rows, ["solver"], ["psnr", "fid", "kid"], runs)
+    text = to_markdown(agg)
+    assert "FID: against statistics file imagenet256_train_mean_std.npz (mu, sigma)" in text
+    assert "KID: against ground truth (2 images)" in text
+    assert r"FID: against statistics file imagenet256\_train\_mean\_std.npz" in to_latex(agg)
+    unnamed = runs.drop(columns="fid_reference")
+    assert "against" not in to_markdown(aggregate(rows, ["solver"], ["psnr", "fid"], unnamed))

@@ -10,4 +10,5 @@ COMMANDS = {
     "train": "train",          # train the small offline prior (conf/train.yaml)
     "dashboard": "dashboard",  # a W&B report of a study
     "convert-adm": "convert_adm",  # a guided-diffusion checkpoint into a diffusers folder
+    "fid-stats": "fid_stats",  # FID statistics (and features) of a folder of images: metrics.fid_reference
 }

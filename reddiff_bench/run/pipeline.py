@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from ..errors import ConfigError
 from ..files import atomic_write_text
 from ..metrics import data_consistency, fidelity
 from ..metrics.cost import CostMeter
+from ..metrics.fid import GROUND_TRUTH, read_reference
 from ..metrics.posterior import posterior_metrics
 from ..metrics.suite import MetricSuite
 from ..operators import Operator
@@ -47,6 +49,7 @@ from .launch import job_device
 from .loggers import NullLogger
 from .outputs import has_output, load_estimate, load_measurements, save_measurement, save_output, task_signature
 from .profile import MemoryProfile
+from .references import folder_reference
 from .settings import check_run_settings, resolve_device, resolved
 from .store import DATASET_IDS, RunOwnership, RunStore
 
@@ -75,6 +78,7 @@ def missing_inputs(cfg: DictConfig) -> list[str]:
         instantiate_group(cfg.dataset, "dataset")
     except ConfigError as err:
         problems.append(str(err))
+    problems += reference_problems(cfg)
     model = cfg.model
     if "checkpoint_name" in model and str(model.get("_target_", "")).endswith(".adm_prior"):
         try:
@@ -82,6 +86,30 @@ def missing_inputs(cfg: DictConfig) -> list[str]:
                                bool(model.download))
         except (ConfigError, KeyError) as err:
             problems.append(str(err))
+    return problems
+
+
+def reference_problems(cfg: DictConfig) -> list[str]:
+    """What is wrong with the FID/KID reference files before any work: absent (unless
+    ``reference_fallback``), or not a statistics or features file."""
+    metrics, problems = cfg.get("metrics", {}), []
+    if not metrics.get("fid", False):
+        return problems
+    for which in ("fid", "kid"):
+        spec = metrics.get(f"{which}_reference", GROUND_TRUTH) or GROUND_TRUTH
+        path = Path(str(spec)).expanduser()
+        if spec == GROUND_TRUTH or path.is_dir():
+            continue
+        if not path.exists():
+            if not metrics.get("reference_fallback", False):
+                problems.append(f"metrics.{which}_reference: {path} does not exist. Make it with python -m "
+                                f"reddiff_bench fid-stats IMAGE_DIR --out FILE, or set metrics.{which}_reference="
+                                f"{GROUND_TRUTH}.")
+            continue
+        try:
+            read_reference(path)
+        except ConfigError as err:
+            problems.append(f"metrics.{which}_reference: {err}")
     return problems
 
 
@@ -133,9 +161,12 @@ class RunContext:
         return dict(rank=self.processes.rank, world_size=self.processes.world_size, **slot)
 
     def metric_suite(self) -> MetricSuite:
+        folder = partial(folder_reference, size=int(getattr(self.dataset, "size", 256)),
+                         cache_dir=self.cfg.paths.cache_dir, device=self.device)
         return MetricSuite(**OmegaConf.to_container(self.cfg.metrics, resolve=True), device=self.device,
                            cache_dir=self.cfg.paths.cache_dir, labels=getattr(self.dataset, "labels", None),
-                           dataset_key=json.dumps(self.resolved.get("dataset"), sort_keys=True, default=str))
+                           dataset_key=json.dumps(self.resolved.get("dataset"), sort_keys=True, default=str),
+                           folder_reference=folder)
 
 
 @dataclass
@@ -166,6 +197,9 @@ def run(cfg: DictConfig, run_dir: Path) -> RunOutcome | None:
 def make_context(cfg: DictConfig, run_dir: Path, device: torch.device, processes: distributed.Context,
                  slot: int | None = None) -> RunContext:
     """Build the dataset, task and solver of ``cfg`` (the prior waits until there is work)."""
+    problems = reference_problems(cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
     dataset = instantiate_group(cfg.dataset, "dataset")
     task: Task = instantiate_group(cfg.task, "task")
     solver = instantiate_group(cfg.solver, "solver")

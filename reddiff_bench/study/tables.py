@@ -41,6 +41,7 @@ class Aggregate:
     digits: dict[str, int] | None = None
     row_best: bool = False
     counts: dict[str, pd.Series] | None = None  # further integer columns after the metrics (e.g. failed images)
+    remarks: dict[str, str] | None = None  # metric -> what its values mean here (e.g. FID's reference set)
 
     def label(self, name: str) -> str:
         return (self.labels or {}).get(name, metric(name).label)
@@ -151,7 +152,15 @@ def aggregate(rows: pd.DataFrame, groups: list[str], metrics: list[str], runs: p
     for name in metrics:
         if mean[name].isna().any():
             reasons[name] = notes.get(name) or notes.get(NOTE_OF.get(name, name)) or "not computed for these runs"
-    return Aggregate(list(groups), list(metrics), mean, half, ok.groupby(groups).size().reindex(index), reasons)
+    remarks = {}
+    for name in metrics:  # which reference set FID and KID were computed against, from the runs' summaries
+        column = f"{name}_reference"
+        if runs is not None and column in runs.columns and mean[name].notna().any():
+            used = sorted(set(runs[column].dropna().astype(str)))
+            if used:
+                remarks[name] = "against " + "; ".join(used)
+    return Aggregate(list(groups), list(metrics), mean, half, ok.groupby(groups).size().reindex(index), reasons,
+                     remarks=remarks or None)
 
 
 def _format(value: float, half: float, digits: int) -> str:
@@ -233,6 +242,7 @@ def to_markdown(agg: Aggregate, best_within: list[str] | None = None, intervals:
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"{marks[names[0]]} {', '.join(agg.label(n) for n in names)}: {reason}" for names,
              reason in _footnotes(agg)]
+    notes += [f"{agg.label(name)}: {remark}" for name, remark in (agg.remarks or {}).items()]
     legend = ("Mean ± half-width of the 95% interval over images" if intervals else "Mean over images") + (
         "; bold: the best ") + (
         "in its row" if agg.row_best else "in its column")
@@ -278,6 +288,8 @@ def to_latex(agg: Aggregate, caption: str = "", label: str = "", best_within: li
     for names, reason in _footnotes(agg):
         labels = ", ".join(latex_escape(agg.label(n)) for n in names)
         out.append(rf"\par{{\footnotesize $^{{{marks[names[0]]}}}$ {labels}: {latex_escape(reason)}}}")
+    for name, remark in (agg.remarks or {}).items():
+        out.append(rf"\par{{\footnotesize {latex_escape(agg.label(name))}: {latex_escape(remark)}}}")
     if caption:
         out.append(rf"\caption{{{latex_escape(caption)} Mean $\pm$ half-width of the 95\% interval; bold: best.}}")
     if label:
