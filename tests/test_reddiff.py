@@ -68,9 +68,9 @@ def test_reddiff_costs_one_network_call_per_step_and_no_backprop(photo_prior, ph
 def test_reddiff_parallel_with_one_timestep_per_step_is_reddiff(photo_prior, photo_batch):
     ids, x, task, artifacts, op, y = problem(photo_batch, BoxInpainting(0.5), "inpaint_box")
     for order in ("descending", "random"):
-        plain = solve(REDDiff(steps=20, lam=0.5, order=order), photo_prior, op, y, ids)
+        plain = solve(REDDiff(steps=20, lam=0.5, order=order, sigma_x0=1e-4), photo_prior, op, y, ids)
         parallel = solve(REDDiffParallel(steps=20, lam=0.5, order=order, timesteps_per_step=1), photo_prior, op, y, ids)
-        assert torch.equal(plain, parallel)
+        assert torch.equal(plain, parallel)  # its sigma_x0 is the reference code's fixed 1e-4
     # and K > 1 is another algorithm (the test can fail)
     other = solve(REDDiffParallel(steps=20, lam=0.5, timesteps_per_step=4), photo_prior, op, y, ids)
     assert not torch.allclose(other, plain, atol=1e-3)
@@ -129,3 +129,15 @@ def test_reddiff_rejects_unknown_options():
         REDDiff(order="sideways")
     with pytest.raises(ValueError, match="initialisation"):
         REDDiff(init="magic")
+
+
+def test_sigma_x0_noises_the_iterate_in_both_terms_and_vanishes_continuously(photo_prior, photo_batch):
+    """Issue 23: the reference's sigma_x0 (x0_pred = mu + sigma_x0 z) could not be expressed."""
+    ids, x, task, artifacts, op, y = problem(photo_batch, BoxInpainting(0.5), "inpaint_box")
+    # z is drawn before each step's eps (the reference's order): any sigma_x0 > 0 shares one stream
+    tiny = solve(REDDiff(steps=20, sigma_x0=1e-9), photo_prior, op, y, ids)
+    tinier = solve(REDDiff(steps=20, sigma_x0=1e-10), photo_prior, op, y, ids)
+    noisy = solve(REDDiff(steps=20, sigma_x0=0.2), photo_prior, op, y, ids)
+    assert (tiny - tinier).abs().max() < 1e-4 < (noisy - tiny).abs().max()
+    with pytest.raises(ValueError, match="solver.sigma_x0"):
+        REDDiff(sigma_x0=-1.0)

@@ -466,9 +466,9 @@ def test_estimate_counts_each_solvers_calls_and_sums_the_hours(capsys):
     assert lines["solver=reddiff"][:3] == ["1000", "1000", "0"]       # images, NFE, VJP per image
     assert lines["solver=dps"][:3] == ["1000", "1000", "1000"]
     assert lines["solver=pgdm"][:3] == ["1000", "1000", "1000"]
-    assert lines["solver=ddrm"][:3] == ["1000", "20", "0"]
-    # (10 + 30 + 30 + 0.2) s per image x 1000 images
-    assert "total: 19.5 device-hours over 4 job(s)" in out
+    assert lines["solver=ddrm"][:3] == ["1000", "1000", "0"]  # sample_batch.sh runs DDRM for 1000 steps too
+    # (10 + 30 + 30 + 10) s per image x 1000 images
+    assert "total: 22.22 device-hours over 4 job(s)" in out
     assert main(["+experiment=demo", "task=sr4", "solver=pgdm", "hydra.mode=RUN", "--seconds-per-nfe", "1",
                  "--seconds-per-vjp", "1"]) == 0
     assert "| 101 |" in capsys.readouterr().out.replace("   ", " ").replace("  ", " ")  # SR starts at t = 500

@@ -32,6 +32,11 @@ Documented deviations from the reference code, each with the reference behaviour
   scores ``x0_pred``, which is ``mu`` before that step; ``output="before_last_step"`` returns it
   (0.1 dB higher PSNR on the demo's crops at sigma_y = 0.05: the last step, at t = 0, mostly fits
   the noise).
+
+``sigma_x0`` (default 0, ``_configs/algo/reddiff.yaml``): the reference's noise on the iterate,
+``x0_pred = mu + sigma_x0 z`` with fresh ``z ~ N(0, I)`` each step, used in both terms (the
+variational ``q`` with a fixed, non-zero standard deviation); ``algos/reddiff_parallel.py`` fixes
+it at 1e-4. Its ``z`` is drawn before the step's ``eps``, as the reference does.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ class REDDiff:
     def __init__(self, steps: int = 100, lam: float = 0.25, obs_weight: float = 1.0,
                  weighting: Weighting | None = None, optimizer: OptimizerFactory | None = None,
                  order: str = "descending", init: str = "pinv", obs_mean: str = "measured", output: str = "final",
-                 timesteps_per_step: int = 1):
+                 timesteps_per_step: int = 1, sigma_x0: float = 0.0):
         for name, value, allowed in (("timestep order", order, self.ORDERS), ("initialisation", init, self.INITS),
                                      ("obs_mean", obs_mean, self.OBS_MEANS), ("output", output, self.OUTPUTS)):
             if value not in allowed:
@@ -70,6 +75,8 @@ class REDDiff:
         check_number("solver.lam", lam, minimum=0)
         check_number("solver.obs_weight", obs_weight, minimum=0)
         check_number("solver.timesteps_per_step", timesteps_per_step, minimum=1, integer=True)
+        check_number("solver.sigma_x0", sigma_x0, minimum=0)
+        self.sigma_x0 = float(sigma_x0)
         self.timesteps_per_step = int(timesteps_per_step)
         self.steps = int(steps)
         self.lam = float(lam)
@@ -121,14 +128,15 @@ class REDDiff:
         for step, t in enumerate(groups):
             k = t.shape[0]
             alpha, sigma = schedule.alpha(t, mu[None]), schedule.sigma(t, mu[None])  # (K, B, 1, ...)
+            x0 = mu + self.sigma_x0 * randn_per_sample(generators, shape[1:], mu) if self.sigma_x0 > 0 else mu
             eps = torch.stack([randn_per_sample(generators, shape[1:], mu) for _ in range(k)])
             with torch.no_grad():  # the K denoisers of the step in one network call
-                x_t = (alpha * mu[None] + sigma * eps).flatten(0, 1)
+                x_t = (alpha * x0[None] + sigma * eps).flatten(0, 1)
                 pred = prior.predict(x_t, t.flatten(), evaluations=k).eps.unflatten(0, (k, shape[0]))
             w = self.lam * self.weighting(alpha, sigma)
-            loss_obs = per_sample_mean((y - operator(mu)) ** 2, support) / 2
+            loss_obs = per_sample_mean((y - operator(x0)) ** 2, support) / 2
             # stop-gradient: pred and eps are constants; the K regularisers are averaged
-            loss_reg = torch.stack([per_sample_mean(w[j] * (pred[j] - eps[j]) * mu) for j in range(k)]).mean(0)
+            loss_reg = torch.stack([per_sample_mean(w[j] * (pred[j] - eps[j]) * x0) for j in range(k)]).mean(0)
             loss = self.obs_weight * loss_obs + loss_reg
             before = mu.detach().clone() if self.output == "before_last_step" and step == len(groups) - 1 else None
             optimizer.zero_grad(set_to_none=True)
