@@ -41,7 +41,11 @@ def test_every_group_of_the_root_config_is_covered_by_the_compose_test():
     assert all(list((CONF / g).glob("*.yaml")) for g in GROUPS)
 
 
-@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+LISTED = {("dataset", "imagenet_val"), ("dataset", "ffhq")}  # they write their list's 1000 images: slow
+
+
+@pytest.mark.parametrize("group,option", [pytest.param(g, o, marks=pytest.mark.slow) if (g, o) in LISTED else (g, o)
+                                          for g, o in OPTIONS], ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_instantiates(group, option, image_root, tmp_path):
     overrides = [f"{group}={option}"] + (SMALL_GMM if group != "model" or option == "gmm_photos" else [])
     if group == "dataset":
@@ -213,6 +217,7 @@ def _value(text: str):
     return yaml.safe_load(text)
 
 
+@pytest.mark.slow  # 13 compositions: about 15 s
 def test_presets_and_solver_defaults_equal_the_lines_they_cite_or_list_a_deviation_with_its_reason():
     """Issue 23: reddiff_paper.yaml said it was sample_batch.sh but ran lambda 0.25 (GRAD_WEIGHT=1.0 there),
     lr 0.25 (not passed: 0.1) and DDRM at 20 steps / eta 0.85 (1000 / 1.0 there); reddiff_parallel had no

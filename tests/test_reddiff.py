@@ -131,6 +131,7 @@ def test_reddiff_rejects_unknown_options():
         REDDiff(init="magic")
 
 
+@pytest.mark.slow  # three solves: about 5 s
 def test_sigma_x0_noises_the_iterate_in_both_terms_and_vanishes_continuously(photo_prior, photo_batch):
     """Issue 23: the reference's sigma_x0 (x0_pred = mu + sigma_x0 z) could not be expressed."""
     ids, x, task, artifacts, op, y = problem(photo_batch, BoxInpainting(0.5), "inpaint_box")

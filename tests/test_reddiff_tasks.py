@@ -231,6 +231,7 @@ def test_missing_or_wrong_weights_are_refused_by_name(tmp_path):
         small_blur(small_network_weights(tmp_path)).sample_artifacts((3, 64, 64), torch.Generator())
 
 
+@pytest.mark.slow  # a run through the pipeline: about 8 s
 def test_free_form_inpainting_reads_a_published_mask_file_indexed_as_the_reference_does(tmp_path):
     """Issue 23: the free-form tasks only generated Palette-style strokes; a user with RED-diff's (or
     PiGDM's) 20ff.npz could not use it. With masks_from, image k of the run takes mask k modulo the
