@@ -142,3 +142,40 @@ def test_a_table_footnote_names_the_fid_and_kid_reference_of_its_runs():
     assert r"FID: against statistics file imagenet256\_train\_mean\_std.npz" in to_latex(agg)
     unnamed = runs.drop(columns="fid_reference")
     assert "against" not in to_markdown(aggregate(rows, ["solver"], ["psnr", "fid"], unnamed))
+
+
+def test_paired_differences_equal_scipys_paired_t_interval_and_wilcoxon_and_bold_only_significant_ones():
+    """Issue 23: tables compared unpaired means (RED-Diff 28.2 ± 1.4 against PiGDM 28.58 ± 1.4 dB on box
+    inpainting): nobody could tell whether one beats the other. The paired table differences each
+    solver with the reference on the same images."""
+    import numpy as np
+    from scipy import stats
+
+    from reddiff_bench.study.tables import paired, to_latex, to_markdown
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(25, 3, size=30)
+    rows = []
+    for solver, shift, spread in (("reddiff", 0.0, 0.0), ("good", 1.0, 0.5), ("same", 0.0, 0.5)):
+        values = base + shift + spread * rng.normal(size=30)
+        rows += [dict(task="t", solver=solver, image_id=f"i{k}", status="ok", psnr=v, lpips=0.3 - 0.01 * (v - 25))
+                 for k, v in enumerate(values)]
+    rows.append(dict(task="t", solver="good", image_id="only_here", status="ok", psnr=99.0, lpips=0.0))  # unpaired
+    frame = pd.DataFrame(rows)
+    agg = paired(frame, ["task", "solver"], ["psnr", "lpips", "fid"], reference="reddiff")
+    assert list(agg.mean.index) == [("t", "good"), ("t", "same")] and agg.metrics[:3] == ["psnr", "psnr_p", "psnr_win"]
+    ours = frame[frame.solver == "good"].set_index("image_id").psnr.drop("only_here")
+    ref = frame[frame.solver == "reddiff"].set_index("image_id").psnr
+    d = (ours - ref.loc[ours.index]).to_numpy()
+    interval = stats.ttest_rel(ours.to_numpy(), ref.loc[ours.index].to_numpy()).confidence_interval(0.95)
+    assert agg.mean.at[("t", "good"), "psnr"] == pytest.approx(d.mean(), rel=1e-12)
+    assert agg.half.at[("t", "good"), "psnr"] == pytest.approx((interval.high - interval.low) / 2, rel=1e-10)
+    assert agg.mean.at[("t", "good"), "psnr_p"] == pytest.approx(stats.wilcoxon(d).pvalue, rel=1e-12)
+    assert agg.mean.at[("t", "good"), "psnr_win"] == pytest.approx((d > 0).mean())
+    assert agg.mean.at[("t", "good"), "lpips_win"] == pytest.approx((d > 0).mean())  # lower LPIPS is better
+    assert agg.count[("t", "good")] == 30  # the image reddiff did not solve is left out
+    assert agg.bold["psnr"] == {("t", "good")}  # "same" differs by noise only: not bold
+    assert agg.mean.at[("t", "same"), "psnr_p"] > 0.05
+    text = to_markdown(agg)
+    assert "| t | good | 30 | **" in text and "Wilcoxon signed-rank" in text and "fid" not in text.lower()
+    assert r"$\Delta$ PSNR" in to_latex(agg, caption="x")

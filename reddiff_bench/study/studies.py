@@ -46,7 +46,7 @@ from ..run.settings import compose
 from ..run.store import TEXT_COLUMNS, read_rows, run_state
 from . import figures as fig
 from .sweeps import expand_sweep
-from .tables import aggregate, pivot, ratios, to_latex, to_markdown
+from .tables import aggregate, paired, pivot, ratios, to_latex, to_markdown
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout that holds experiments/
 EXPERIMENTS = REPO / "experiments"
@@ -322,6 +322,9 @@ def _tables(table: dict[str, Any], scale: str, rows: pd.DataFrame, runs: pd.Data
     out = [(table["name"], agg)]
     if table.get("ratio_to"):
         out.append((f"{table['name']}_ratio", ratios(agg, "solver", table["ratio_to"])))
+    if table.get("paired_to") and on_rows:
+        out.append((f"{table['name']}_paired", paired(subset, groups, metrics, table["paired_to"], order=order,
+                                                      notes=_notes(subset_runs) if not subset_runs.empty else {})))
     return out
 
 
@@ -394,9 +397,11 @@ def write_readme(study: str) -> Path:
             lines += [f"Not run yet: `make paper SCALE={scale}` (see the top-level README).", ""]
             continue
         for table in spec.get("tables") or []:
-            for name, title in ((table["name"], table.get("caption") or table["name"]),
-                                (f"{table['name']}_ratio", f"{table.get('caption') or table['name']}: ratios to "
-                                                           f"{table.get('ratio_to')}")):
+            caption = table.get("caption") or table["name"]
+            for name, title in ((table["name"], caption),
+                                (f"{table['name']}_ratio", f"{caption}: ratios to {table.get('ratio_to')}"),
+                                (f"{table['name']}_paired", f"{caption.rstrip('.')}: paired differences to "
+                                                            f"{table.get('paired_to')}")):
                 path = folder / f"{name}.md"
                 if path.is_file():
                     lines += [f"### {title}", "", path.read_text().rstrip(), "",

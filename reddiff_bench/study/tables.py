@@ -5,6 +5,10 @@ A cell is the mean over the images whose status is ok, with the half-width of it
 column (within each block of ``best_within``) is bold, given the metric's direction (the header
 says it: up arrow = higher is better). A cell that cannot be computed is "–", with the reason in a
 footnote (e.g. LPIPS below 32 px). Columns keep the order asked for.
+
+:func:`paired` compares each solver with a reference solver on the same images: the mean of the
+per-image differences with its paired 95% t interval, the Wilcoxon signed-rank p-value (scipy) and
+the win rate; bold marks only the differences significant at 5%.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class Aggregate:
     row_best: bool = False
     counts: dict[str, pd.Series] | None = None  # further integer columns after the metrics (e.g. failed images)
     remarks: dict[str, str] | None = None  # metric -> what its values mean here (e.g. FID's reference set)
+    bold: dict[str, set] | None = None  # the cells to bold, when not the best of each column (paired tables)
+    legend: str | None = None  # the sentence under the markdown table, when not the default one
 
     def label(self, name: str) -> str:
         return (self.labels or {}).get(name, metric(name).label)
@@ -103,6 +109,68 @@ def ratios(agg: Aggregate, level: str, reference: str) -> Aggregate:
     return Aggregate(agg.groups, agg.metrics, mean, half, agg.count, reasons,
                      labels={m: f"{agg.label(m)} / {reference}" for m in agg.metrics},
                      directions={m: agg.direction(m) for m in agg.metrics}, digits={m: 3 for m in agg.metrics})
+
+
+PAIRED_ALPHA = 0.05
+
+
+def paired(rows: pd.DataFrame, groups: list[str], metrics: list[str], reference: str, level: str = "solver",
+           order: dict[str, list] | None = None, notes: dict[str, str] | None = None) -> Aggregate:
+    """Each group's per-image metrics against those of the ``reference`` value of ``level`` (e.g.
+    solver reddiff) with the same other group values, over the images both solved: per metric the
+    mean difference (``m``) with the half-width of its paired 95% t interval, the two-sided
+    Wilcoxon signed-rank p-value (``m_p``; 1 when every difference is 0) and the win rate (``m_win``:
+    the share of images where the group is better, by the metric's direction; ties count half).
+    Only metrics with a direction and a value per image are compared; ``notes`` (from the runs'
+    summaries) say why a cell has none."""
+    from scipy import stats  # heavy, optional: imported when a paired table is built
+
+    ok = rows[rows["status"] == "ok"] if "status" in rows else rows
+    others = [g for g in groups if g != level]
+    metrics = [m for m in metrics if not metric(m).run_level and metric(m).direction != 0 and m in ok.columns
+               and ok[m].notna().any()]
+    base = aggregate(ok[ok[level] != reference], groups, metrics, order=order)
+    ref = ok[ok[level] == reference]
+    columns = [c for m in metrics for c in (m, f"{m}_p", f"{m}_win")]
+    mean = pd.DataFrame(index=base.mean.index, columns=columns, dtype=float)
+    half = pd.DataFrame(index=base.mean.index, columns=columns, dtype=float)
+    count = pd.Series(0, index=base.mean.index, dtype=int)
+    bold: dict[str, set] = {c: set() for c in columns}
+    for key in base.mean.index:
+        keys = dict(zip(groups, key if isinstance(key, tuple) else (key,)))
+        mine = ok[np.logical_and.reduce([ok[g] == v for g, v in keys.items()])]
+        theirs = ref[np.logical_and.reduce([ref[g] == keys[g] for g in others])] if others else ref
+        merged = mine.merge(theirs, on=[*others, "image_id"], suffixes=("", "_ref"))
+        for m in metrics:
+            d = (merged[m] - merged[f"{m}_ref"]).dropna().to_numpy(dtype=float)
+            n = len(d)
+            count[key] = max(count[key], n)
+            if n == 0:
+                continue
+            mean.at[key, m] = d.mean()
+            if n > 1:
+                half.at[key, m] = stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n)
+            p_value = 1.0 if not d.any() else float(stats.wilcoxon(d).pvalue)
+            mean.at[key, f"{m}_p"] = p_value
+            better = np.sign(d) * metric(m).direction
+            mean.at[key, f"{m}_win"] = float(((better > 0).sum() + 0.5 * (better == 0).sum()) / n)
+            if p_value < PAIRED_ALPHA:
+                bold[m].add(key)
+    labels, directions, digits = {}, {}, {}
+    for m in metrics:
+        labels.update({m: f"Δ {metric(m).label}", f"{m}_p": "p", f"{m}_win": "win"})
+        directions.update({m: metric(m).direction, f"{m}_p": 0, f"{m}_win": 0})
+        digits.update({m: metric(m).digits, f"{m}_p": 2, f"{m}_win": 2})
+    legend = (f"Differences to {reference} on the same images (this row minus {reference}): mean ± half-width of the "
+              f"paired 95% t interval; p: two-sided Wilcoxon signed-rank test; win: share of images where this row "
+              f"is better (ties count half); bold: p < {PAIRED_ALPHA:g}")
+    reasons = {}
+    for m in metrics:
+        if mean[m].isna().any():
+            why = (notes or {}).get(m) or (notes or {}).get(NOTE_OF.get(m, m)) or "not computed for these runs"
+            reasons.update({c: why for c in (m, f"{m}_p", f"{m}_win")})
+    return Aggregate(list(groups), columns, mean, half, count, reasons, labels=labels, directions=directions,
+                     digits=digits, bold=bold, legend=legend)
 
 
 def mean_and_ci95(grouped):
@@ -221,7 +289,7 @@ def _marks(agg: Aggregate, symbols: list[str]) -> dict[str, str]:
 def to_markdown(agg: Aggregate, best_within: list[str] | None = None, intervals: bool = True) -> str:
     """The table in markdown: a row per group, a cell per metric (mean, and ± the half-width of its
     95% interval unless ``intervals`` is false), the best bold, footnotes for the dashes."""
-    bold = best_cells(agg, best_within)
+    bold = agg.bold if agg.bold is not None else best_cells(agg, best_within)
     marks = _marks(agg, ["*" * (i + 1) for i in range(len(agg.reasons))])
     counts = agg.counts or {}
     header = agg.groups + ["images"] + [agg.header(m, ARROW) for m in agg.metrics] + list(counts)
@@ -247,19 +315,21 @@ def to_markdown(agg: Aggregate, best_within: list[str] | None = None, intervals:
         "; bold: the best ") + (
         "in its row" if agg.row_best else "in its column")
     legend += f" within each {', '.join(best_within)}" if best_within and not agg.row_best else ""
+    legend = agg.legend or legend
     return "\n".join(lines + ["", legend + ".", *([""] + notes if notes else [])]) + "\n"
 
 
 def latex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"), ("_", r"\_"),
-                 ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\textasciicircum{}")):
+                 ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\textasciicircum{}"),
+                 ("Δ", r"$\Delta$"), ("±", r"$\pm$")):
         text = text.replace(a, b)
     return text
 
 
 def to_latex(agg: Aggregate, caption: str = "", label: str = "", best_within: list[str] | None = None) -> str:
     """A ``table`` with a booktabs ``tabular``; underscores and other specials escaped."""
-    bold = best_cells(agg, best_within)
+    bold = agg.bold if agg.bold is not None else best_cells(agg, best_within)
     marks = _marks(agg, list("abcdefghijklmnopqrstuvwxyz"))
     counts = agg.counts or {}
     columns = "l" * len(agg.groups) + "r" * (1 + len(agg.metrics) + len(counts))
@@ -291,7 +361,9 @@ def to_latex(agg: Aggregate, caption: str = "", label: str = "", best_within: li
     for name, remark in (agg.remarks or {}).items():
         out.append(rf"\par{{\footnotesize {latex_escape(agg.label(name))}: {latex_escape(remark)}}}")
     if caption:
-        out.append(rf"\caption{{{latex_escape(caption)} Mean $\pm$ half-width of the 95\% interval; bold: best.}}")
+        default = r"Mean $\pm$ half-width of the 95\% interval; bold: best."
+        how = latex_escape(agg.legend) + "." if agg.legend else default
+        out.append(rf"\caption{{{latex_escape(caption)} {how}}}")
     if label:
         out.append(rf"\label{{{label}}}")
     out.append(r"\end{table}")
