@@ -64,6 +64,29 @@ def tradeoff_curve(frame: pd.DataFrame, x: str, y: str, parameter: str, series: 
     return save(fig, stem)
 
 
+def lines(frame: pd.DataFrame, x: str, y: str, series: str, panels: str | None, stem: Path, x_label: str,
+          log_x: bool = False, log_y: bool = False) -> list[Path]:
+    """Means of ``y`` against the numeric column ``x``, one line per ``series`` value (e.g. solver),
+    one panel per ``panels`` value (e.g. sigma_y), shared axes; error bars: 95% intervals."""
+    plt = _pyplot()
+    names = sorted(frame[panels].unique()) if panels else [None]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names) + 1.2, 3.2), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], names):
+        part = frame[frame[panels] == name] if panels else frame
+        for label, group in part.groupby(series, sort=False):
+            stats = group.groupby(x)[y].agg(["mean", "std", "count"]).sort_index()
+            ax.errorbar(stats.index, stats["mean"], yerr=1.96 * stats["std"] / np.sqrt(stats["count"]), marker="o",
+                        markersize=3, capsize=2, label=str(label))
+        ax.set_xscale("log" if log_x else "linear")
+        ax.set_yscale("log" if log_y else "linear")
+        ax.set_xlabel(x_label)
+        ax.set_title(f"{panels} = {name:g}" if panels else "", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel(_label(y))
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    return save(fig, stem)
+
+
 def ablation_bars(frame: pd.DataFrame, parameter: str, value: str, series: str | None, stem: Path) -> list[Path]:
     """Mean of ``value`` per ``parameter`` setting (bars, 95% intervals), grouped by ``series``."""
     plt = _pyplot()

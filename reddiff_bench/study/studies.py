@@ -261,7 +261,7 @@ def _collect_grid(study: str, scale: str, sweeps: list[str], spec: dict[str, Any
 
 # --- building ---------------------------------------------------------------------------------------
 
-FIGURES = ("tradeoff", "ablation_bars", "cost_bars", "cost_scaling", "memory_over_steps", "qualitative_grid")
+FIGURES = ("tradeoff", "ablation_bars", "cost_bars", "cost_scaling", "memory_over_steps", "qualitative_grid", "lines")
 
 
 def _select(frame: pd.DataFrame, where: dict[str, Any] | None) -> pd.DataFrame:
@@ -370,6 +370,12 @@ def _figure(spec: dict[str, Any], rows: pd.DataFrame, runs: pd.DataFrame, folder
                                   bool(spec.get("log_x", False)))
     if kind == "ablation_bars":
         return fig.ablation_bars(frame, spec["parameter"], spec["value"], spec.get("series"), stem)
+    if kind == "lines":  # x read from a column, optionally its number by a regex (gmm_grid80 -> 80)
+        x = frame[spec["x"]]
+        x = x.astype(str).str.extract(spec["x_pattern"])[0] if spec.get("x_pattern") else x
+        frame = frame.assign(_x=pd.to_numeric(x)).dropna(subset=["_x", spec["y"]])
+        return fig.lines(frame, "_x", spec["y"], spec["series"], spec.get("panels"), stem,
+                         spec.get("x_label", spec["x"]), bool(spec.get("log_x")), bool(spec.get("log_y")))
     if kind == "cost_bars":
         return fig.cost_bars(frame, spec["metrics"], spec.get("reference", "reddiff"), stem)
     return fig.cost_scaling(frame, spec["x"], spec["y"], stem)
