@@ -122,3 +122,41 @@ def test_a_noiseless_rank_deficient_measurement_conditions_on_the_range_of_A():
     # a zero row measures nothing: the posterior is the prior
     w0, m0, _ = mix.posterior_moments(torch.zeros(1, d, dtype=torch.float64), torch.zeros(1, dtype=torch.float64), 0.0)
     assert torch.allclose(w0, mix.weights) and torch.allclose(m0, mix.means)
+
+
+def test_prior_nll_is_the_exact_negative_log_density_per_dimension_for_any_operator():
+    """Issue 23: the trade-off's perception side was a second fidelity measure (the distance to the
+    posterior mean). The realism measure is the exact prior NLL (nats/dim) of the output, for point
+    estimates and samples, next to the ground truth's; the average of two far modes scores far worse
+    than either mode."""
+    from types import SimpleNamespace
+
+    from reddiff_bench.metrics.posterior import posterior_metrics
+    from reddiff_bench.operators import RandomPixelInpainting
+
+    g = torch.Generator().manual_seed(0)
+    d = 12
+    means = torch.stack([torch.full((d,), 3.0), torch.full((d,), -3.0)]).double()
+    covariances = 0.1 * torch.eye(d, dtype=torch.float64).expand(2, d, d)
+    mixture = GaussianMixture.from_covariances(torch.tensor([0.5, 0.5], dtype=torch.float64), means, covariances)
+    prior = GMMPrior(mixture, (3, 2, 2), VPSchedule.linear(1000), "two_modes")
+    reference = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(torch.tensor([0.5, 0.5], dtype=torch.float64)),
+        torch.distributions.MultivariateNormal(means, covariances))
+    x = means[0].reshape(3, 2, 2).float()
+    samples = mixture.sample(4, g).reshape(4, 3, 2, 2).float()
+    degradation = RandomPixelInpainting(0.5)
+    op = degradation.operator({k: v[None] for k, v in degradation.sample_artifacts((3, 2, 2), g).items()}, (3, 2, 2))
+    y = op(x[None])[0]
+    out = posterior_metrics(prior, op, y, samples, x, sigma_y=0.1, seed=0, task_name="t", image_id="i",
+                            sw_projections=100)
+    expected = -reference.log_prob(samples.double().reshape(4, -1)).mean() / d
+    assert out["prior_nll"] == pytest.approx(float(expected), rel=1e-9)
+    assert out["prior_nll_truth"] == pytest.approx(float(-reference.log_prob(means[:1]) / d), rel=1e-9)
+    between = torch.zeros(1, 3, 2, 2)  # the average of the two modes
+    far = posterior_metrics(prior, op, y, between, x, sigma_y=0.1, seed=0, task_name="t", image_id="i",
+                            sw_projections=100)
+    assert far["prior_nll"] > out["prior_nll_truth"] + 10 and "mse_to_post_mean" in far
+    nonlinear = SimpleNamespace(linear=False)  # no exact posterior: the prior's density still judges the output
+    assert set(posterior_metrics(prior, nonlinear, y, between, x, sigma_y=0.1, seed=0, task_name="t", image_id="i",
+                                 sw_projections=100)) == {"prior_nll", "prior_nll_truth"}

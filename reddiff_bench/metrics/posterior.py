@@ -24,9 +24,20 @@ def posterior_metrics(prior, operator: Operator, y: Tensor, samples: Tensor, x: 
     solver's outputs for it, ``x`` the ground truth. One sample: its squared distance to the
     posterior mean; several: sliced Wasserstein distances to as many exact posterior samples (drawn
     from the generator of (seed, "posterior", task, image)), distances to the mean and the nearest
-    mode. Empty when the prior has no exact posterior for this operator."""
+    mode. Empty when the prior has no exact posterior for this operator.
+
+    With an exact prior density (``prior.log_prob``), whatever the operator: ``prior_nll``, the
+    negative log-density of the outputs under the prior in nats per dimension (the mean over the
+    samples), and ``prior_nll_truth``, the same of the ground truth: a realism measure that a point
+    estimate is judged by too (an average of modes sits where the prior has little mass; a typical
+    prior draw scores about the truth's value)."""
+    realism = {}
+    if hasattr(prior, "log_prob"):
+        d_all = samples[0].numel()
+        realism = {"prior_nll": float(-prior.log_prob(samples).mean() / d_all),
+                   "prior_nll_truth": float(-prior.log_prob(x[None]).mean() / d_all)}
     if not has_exact_posterior(prior, operator):
-        return {}
+        return realism
     shape = tuple(x.shape)
     A = operator_matrix(operator, shape)  # works on a float64 CPU copy
     y_obs = support_values(copy.deepcopy(operator).cpu().double(), y[None].double().cpu())
@@ -48,6 +59,7 @@ def posterior_metrics(prior, operator: Operator, y: Tensor, samples: Tensor, x: 
             "dist_to_post_mean": float(((flat - post_mean) ** 2).sum(-1).sqrt().mean() / d**0.5),
             "dist_to_nearest_mode": float(torch.cdist(flat, modes).min(-1).values.mean() / d**0.5),
         }
+    out.update(realism)
     if len(shape) == 3:
         out["psnr_post_mean"] = float(psnr(post_mean.reshape(shape).float()[None], x[None].cpu())[0])
     else:

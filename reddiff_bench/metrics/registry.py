@@ -35,6 +35,8 @@ METRICS: dict[str, Metric] = {
     "dist_to_nearest_mode": Metric("Distance to nearest mode", -1, 3),
     "dist_to_post_mean": Metric("Distance to posterior mean", 0, 3),
     "mse_to_post_mean": Metric("MSE to posterior mean", -1, 3),
+    "prior_nll": Metric("NLL under the prior (nats/dim)", 0, 4),
+    "prior_nll_truth": Metric("NLL of the ground truth under the prior (nats/dim)", 0, 4),
     "psnr_post_mean": Metric("PSNR of posterior mean", 0, 4),
     "mse_post_mean": Metric("MSE of posterior mean", 0, 3),
     "data_consistency": Metric("Data consistency", 0, 3),

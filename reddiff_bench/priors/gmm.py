@@ -217,6 +217,10 @@ class GMMPrior(DiffusionPrior):
     def exact_posterior_mean(self, A: Tensor, y: Tensor, sigma_y: float) -> Tensor:
         return self.reference[0].posterior_mean(A.detach().double().cpu(), y.detach().double().cpu(), sigma_y)
 
+    def log_prob(self, x: Tensor) -> Tensor:
+        """The exact log-density of the prior at each row of ``x`` (n, ...), float64."""
+        return self.reference[0].log_prob(x.detach().reshape(x.shape[0], -1).double().cpu())
+
 
 def _fit_key(**params) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]

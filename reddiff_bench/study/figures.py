@@ -40,16 +40,21 @@ def _label(name: str) -> str:
 
 
 def tradeoff_curve(frame: pd.DataFrame, x: str, y: str, parameter: str, series: str | None, stem: Path,
-                   log_x: bool = False) -> list[Path]:
+                   log_x: bool = False, reference_x: str | None = None) -> list[Path]:
     """Means of ``y`` against means of ``x`` per value of ``parameter`` (e.g. lambda), one line per
-    ``series`` value (e.g. task), each point labelled with its parameter value."""
+    ``series`` value (e.g. task), each point labelled with its parameter value; ``reference_x``: a
+    column whose mean is drawn as a dashed vertical line per series (e.g. the ground truth's value
+    of the realism measure)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
     for name, part in (frame.groupby(series) if series else [("", frame)]):
         means = part.groupby(parameter)[[x, y]].mean().sort_index()
-        ax.plot(means[x], means[y], marker="o", label=str(name))
+        line = ax.plot(means[x], means[y], marker="o", label=str(name))[0]
         for value, row in means.iterrows():
             ax.annotate(f"{value:g}", (row[x], row[y]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if reference_x and reference_x in part and part[reference_x].notna().any():
+            ax.axvline(part[reference_x].mean(), color=line.get_color(), linestyle="--", linewidth=0.8,
+                       label=f"{name}: {metric(reference_x).label}")
     if log_x:
         from matplotlib.ticker import NullFormatter  # heavy, optional: imported when used
 
@@ -57,7 +62,7 @@ def tradeoff_curve(frame: pd.DataFrame, x: str, y: str, parameter: str, series: 
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(_label(x))
     ax.set_ylabel(_label(y))
-    ax.set_title(f"{parameter}: fidelity against {metric(x).label}", fontsize=10)
+    ax.set_title(f"{parameter}: fidelity against {metric(x).label}", fontsize=9)
     if series:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)

@@ -367,7 +367,7 @@ def _figure(spec: dict[str, Any], rows: pd.DataFrame, runs: pd.DataFrame, folder
         if x is None:
             return []
         return fig.tradeoff_curve(frame, x, spec["y"], spec["parameter"], spec.get("series"), stem,
-                                  bool(spec.get("log_x", False)))
+                                  bool(spec.get("log_x", False)), spec.get("reference_x"))
     if kind == "ablation_bars":
         return fig.ablation_bars(frame, spec["parameter"], spec["value"], spec.get("series"), stem)
     if kind == "lines":  # x read from a column, optionally its number by a regex (gmm_grid80 -> 80)
