@@ -324,3 +324,34 @@ def test_the_main_study_shows_each_solver_paired_with_reddiff():
     assert row.images == 24 and row.psnr_p_mean > 0.05 and 0 <= row.psnr_win_mean <= 1  # not significant
     assert set(table.solver) == {"dps", "pgdm", "ddrm", "pinv"}  # every solver but the reference
     assert "paired differences to reddiff" in (REPO / "experiments" / "main" / "README.md").read_text()
+
+
+@pytest.mark.slow  # two GMM runs: about 20 s
+def test_the_posterior_projection_figure_shows_saved_samples_over_exact_posterior_samples(tmp_path, monkeypatch):
+    """Issue 23: the Gaussian-mixture study had tables only. Its projection figure puts each solver's
+    saved samples over exact posterior samples (drawn from the generator the run's reference metrics
+    use) on the exact posterior's two leading principal directions."""
+    from reddiff_bench.run.pipeline import run
+
+    from .helpers import compose_config
+
+    monkeypatch.setattr(study_module, "OUTPUTS", tmp_path / "outputs")
+    for solver in ("ddim", "reddiff"):
+        job = tmp_path / "outputs" / "toy" / "offline" / "quick" / f"solver={solver}"
+        run(compose_config(["+experiment=gmm_posterior_quick", f"solver={solver}", "solver.steps=10", "dataset.dim=8",
+                            "task.degradation.d_y=1", "task.noise.sigma_y=0.1", "dataset.num_problems=2",
+                            "n_samples=40", "sw_projections=50", "logger=none", "progress=false"], run_dir=job), job)
+    spec = {"name": "projection", "kind": "posterior_projection", "where": {"sweep": "quick"}, "problems": 2,
+            "solvers": ["reddiff", "ddim", "dps"]}
+    target = tmp_path / "figures"
+    target.mkdir()
+    study_module._collect_projection("toy", "offline", ["quick"], spec, target)
+    with np.load(target / "projection.npz") as data:
+        assert list(data["solvers"]) == ["reddiff", "ddim"] and list(data["problems"]) == ["d8_p000", "d8_p001"]
+        exact, ddim = data["d8_p000__exact"].astype(np.float64), data["d8_p000__ddim"]
+        assert exact.shape == ddim.shape == (40, 2)
+    assert np.abs(exact.mean(0)).max() < 1e-5  # centred on the exact samples' mean
+    cov = np.cov(exact.T)
+    assert abs(cov[0, 1]) < 1e-4 * cov[0, 0] and cov[0, 0] >= cov[1, 1]  # their principal axes, largest first
+    paths = study_module._figure(spec, pd.DataFrame({"status": ["ok"]}), pd.DataFrame(), target)
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)

@@ -92,6 +92,30 @@ def lines(frame: pd.DataFrame, x: str, y: str, series: str, panels: str | None, 
     return save(fig, stem)
 
 
+def posterior_projection(points: dict[tuple[str, str], np.ndarray], problems: list[str], solvers: list[str],
+                         stem: Path) -> list[Path]:
+    """A row per problem, a column per solver: its samples (colour) over exact posterior samples
+    (grey), on the two leading principal directions of the exact samples."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(problems), len(solvers), figsize=(1.5 * len(solvers), 1.5 * len(problems)),
+                             squeeze=False, sharex="row", sharey="row")
+    for r, problem in enumerate(problems):
+        exact = points[(problem, "exact")]
+        for c, solver in enumerate(solvers):
+            ax = axes[r][c]
+            ax.scatter(exact[:, 0], exact[:, 1], s=1, color="0.6", alpha=0.5, rasterized=True)
+            ax.scatter(points[(problem, solver)][:, 0], points[(problem, solver)][:, 1], s=1, color="C3", alpha=0.6,
+                       rasterized=True)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(solver, fontsize=7)
+            if c == 0:
+                ax.set_ylabel(problem, fontsize=6)
+    fig.suptitle("grey: exact posterior samples; red: the solver's (two leading principal directions)", fontsize=8)
+    return save(fig, stem)
+
+
 def ablation_bars(frame: pd.DataFrame, parameter: str, value: str, series: str | None, stem: Path) -> list[Path]:
     """Mean of ``value`` per ``parameter`` setting (bars, 95% intervals), grouped by ``series``."""
     plt = _pyplot()

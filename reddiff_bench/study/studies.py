@@ -37,8 +37,10 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
+from ..diffusion import make_generator
 from ..errors import ConfigError
 from ..files import atomic_write_text, read_or_explain
+from ..operators import operator_matrix, support_values
 from ..run.grid import measurement_image
 from ..run.outputs import load_estimate, to_uint8
 from ..run.pipeline import instantiate_group, missing_inputs
@@ -195,6 +197,8 @@ def collect(study: str, scale: str, sweeps: list[str], spec: dict[str, Any]) -> 
     for spec_figure in spec.get("figures") or []:
         if spec_figure["kind"] == "qualitative_grid":
             _collect_grid(study, scale, present, spec_figure, target)
+        elif spec_figure["kind"] == "posterior_projection":
+            _collect_projection(study, scale, present, spec_figure, target)
 
 
 def _kept(target: Path, sweeps: list[str]) -> tuple[list, list, list]:
@@ -225,6 +229,53 @@ def _job_keys(frame: pd.DataFrame, config: dict[str, Any]) -> dict[str, Any]:
             keys[f"model.{name}"] = model[name]
     keys["batch_size"] = config.get("batch_size")
     return keys
+
+
+def _collect_projection(study: str, scale: str, sweeps: list[str], spec: dict[str, Any], target: Path) -> None:
+    """The points of a posterior projection figure: for the first ``problems`` problems of the jobs
+    matching ``where``, each solver's saved samples and as many exact posterior samples (drawn as
+    the run's reference metrics draw them), projected on the two leading principal directions of
+    the exact samples; saved as ``<name>.npz`` (small: 2-D points)."""
+    where = spec.get("where", {})
+    by_solver: dict[str, Path] = {}
+    for sweep, job in _jobs(study, scale, sweeps):
+        first_row = {**read_rows(job / "metrics.csv", nrows=1).iloc[0].to_dict(), "sweep": sweep}
+        if all(str(first_row.get(k)) == str(v) for k, v in where.items()):
+            by_solver.setdefault(str(first_row["solver"]), job)
+    solvers = [s for s in spec["solvers"] if s in by_solver]
+    if not solvers:
+        return
+    first = by_solver[solvers[0]]
+    config = OmegaConf.load(first / "config.yaml")
+    prior = instantiate_group(config.model, "model")
+    task = instantiate_group(config.task, "task")
+    ok = read_rows(first / "metrics.csv")
+    ids = list(ok[ok["status"] == "ok"]["image_id"].astype(str))[: int(spec.get("problems", 3))]
+    points = {}
+    needed = [first / "measurements" / f"{i}.pt" for i in ids]
+    needed += [by_solver[s] / "outputs" / f"{i}.pt" for s in solvers for i in ids]
+    if not all(path.is_file() for path in needed):
+        print(f"study {study!r}: figure {spec['name']!r} needs the runs' measurements and samples "
+              f"(save_measurements=true, save_outputs=true); it is not drawn", file=sys.stderr)
+        return
+    for image_id in ids:
+        record = torch.load(first / "measurements" / f"{image_id}.pt", map_location="cpu", weights_only=True)
+        artifacts = {k.removeprefix("artifact_"): v for k, v in record.items() if k.startswith("artifact_")}
+        operator = task.operator([artifacts], tuple(prior.image_shape))
+        A = operator_matrix(operator, tuple(prior.image_shape))
+        y = support_values(operator.cpu().double(), record["y"][None].double())
+        samples = {s: torch.load(by_solver[s] / "outputs" / f"{image_id}.pt", map_location="cpu",
+                                 weights_only=True)["samples"].double() for s in solvers}
+        n = len(next(iter(samples.values())))
+        generator = make_generator(int(config.seed), "posterior", task.name, image_id)
+        exact = prior.exact_posterior_samples(A, y, task.sigma_y, n, generator)[0]
+        centre = exact.mean(0)
+        directions = torch.linalg.eigh(torch.cov(exact.T))[1][:, -2:].flip(-1)  # the two leading axes
+        points[f"{image_id}/exact"] = ((exact - centre) @ directions).numpy()
+        for s, values in samples.items():
+            points[f"{image_id}/{s}"] = ((values - centre) @ directions).numpy()
+    np.savez_compressed(target / f"{spec['name']}.npz", problems=np.array(ids), solvers=np.array(solvers),
+                        **{k.replace("/", "__"): v.astype(np.float32) for k, v in points.items()})
 
 
 def _collect_grid(study: str, scale: str, sweeps: list[str], spec: dict[str, Any], target: Path) -> None:
@@ -261,7 +312,8 @@ def _collect_grid(study: str, scale: str, sweeps: list[str], spec: dict[str, Any
 
 # --- building ---------------------------------------------------------------------------------------
 
-FIGURES = ("tradeoff", "ablation_bars", "cost_bars", "cost_scaling", "memory_over_steps", "qualitative_grid", "lines")
+FIGURES = ("tradeoff", "ablation_bars", "cost_bars", "cost_scaling", "memory_over_steps", "qualitative_grid", "lines",
+           "posterior_projection")
 
 
 def _select(frame: pd.DataFrame, where: dict[str, Any] | None) -> pd.DataFrame:
@@ -347,6 +399,14 @@ def _figure(spec: dict[str, Any], rows: pd.DataFrame, runs: pd.DataFrame, folder
         with np.load(path) as data:
             return fig.qualitative_grid(list(data["columns"]), data["images"].astype(np.float32) / 255,
                                         list(data["rows"]), stem)
+    if kind == "posterior_projection":
+        path = folder / f"{spec['name']}.npz"
+        if not path.is_file():
+            return []
+        with np.load(path) as data:
+            problems, solvers = [str(v) for v in data["problems"]], [str(v) for v in data["solvers"]]
+            points = {(p, s): data[f"{p}__{s}"] for p in problems for s in ["exact", *solvers]}
+        return fig.posterior_projection(points, problems, solvers, stem)
     if kind == "memory_over_steps":
         path = folder / "memory.csv.gz"
         if not path.is_file():
