@@ -54,7 +54,7 @@ def tradeoff_curve(frame: pd.DataFrame, x: str, y: str, parameter: str, series: 
             ax.annotate(f"{value:g}", (row[x], row[y]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         if reference_x and reference_x in part and part[reference_x].notna().any():
             ax.axvline(part[reference_x].mean(), color=line.get_color(), linestyle="--", linewidth=0.8,
-                       label=f"{name}: {metric(reference_x).label}")
+                       label=f"{name}: the ground truth's")
     if log_x:
         from matplotlib.ticker import NullFormatter  # heavy, optional: imported when used
 
@@ -64,7 +64,7 @@ def tradeoff_curve(frame: pd.DataFrame, x: str, y: str, parameter: str, series: 
     ax.set_ylabel(_label(y))
     ax.set_title(f"{parameter}: fidelity against {metric(x).label}", fontsize=9)
     if series:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     return save(fig, stem)
 
