@@ -265,7 +265,7 @@ def test_the_dashboard_is_built_from_the_studys_metrics_and_needs_a_login_to_sav
     titles = [p.title for g in grids for p in g.panels]
     assert "PSNR by solver" in titles and "memory over solver steps (first batch)" in titles
     scatter = [p for g in grids for p in g.panels if isinstance(p, wr.ScatterPlot)]
-    assert {p.x.name for p in scatter} == {"lpips", "mse_to_post_mean"}
+    assert {p.x.name for p in scatter} == {"lpips", "prior_nll"}
     assert all(r.filters == "Group = 'ablations'" for g in grids for r in g.runsets)
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert main(["main"]) == 2

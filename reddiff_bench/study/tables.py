@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ..metrics.registry import NOTE_OF, metric
 
@@ -123,8 +124,6 @@ def paired(rows: pd.DataFrame, groups: list[str], metrics: list[str], reference:
     the share of images where the group is better, by the metric's direction; ties count half).
     Only metrics with a direction and a value per image are compared; ``notes`` (from the runs'
     summaries) say why a cell has none."""
-    from scipy import stats  # heavy, optional: imported when a paired table is built
-
     ok = rows[rows["status"] == "ok"] if "status" in rows else rows
     others = [g for g in groups if g != level]
     metrics = [m for m in metrics if not metric(m).run_level and metric(m).direction != 0 and m in ok.columns
