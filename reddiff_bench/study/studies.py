@@ -231,18 +231,23 @@ def _job_keys(frame: pd.DataFrame, config: dict[str, Any]) -> dict[str, Any]:
     return keys
 
 
+def _solver_jobs(study: str, scale: str, sweeps: list[str], spec: dict[str, Any]) -> tuple[dict[str, Path], list[str]]:
+    """A figure's jobs: the first finished job of each solver whose first row (and sweep name)
+    matches the figure's ``where``, and the figure's ``solvers`` that have one, in its order."""
+    by_solver: dict[str, Path] = {}
+    for sweep, job in _jobs(study, scale, sweeps):
+        first_row = {**read_rows(job / "metrics.csv", nrows=1).iloc[0].to_dict(), "sweep": sweep}
+        if all(str(first_row.get(k)) == str(v) for k, v in spec.get("where", {}).items()):
+            by_solver.setdefault(str(first_row["solver"]), job)
+    return by_solver, [s for s in spec["solvers"] if s in by_solver]
+
+
 def _collect_projection(study: str, scale: str, sweeps: list[str], spec: dict[str, Any], target: Path) -> None:
     """The points of a posterior projection figure: for the first ``problems`` problems of the jobs
     matching ``where``, each solver's saved samples and as many exact posterior samples (drawn as
     the run's reference metrics draw them), projected on the two leading principal directions of
     the exact samples; saved as ``<name>.npz`` (small: 2-D points)."""
-    where = spec.get("where", {})
-    by_solver: dict[str, Path] = {}
-    for sweep, job in _jobs(study, scale, sweeps):
-        first_row = {**read_rows(job / "metrics.csv", nrows=1).iloc[0].to_dict(), "sweep": sweep}
-        if all(str(first_row.get(k)) == str(v) for k, v in where.items()):
-            by_solver.setdefault(str(first_row["solver"]), job)
-    solvers = [s for s in spec["solvers"] if s in by_solver]
+    by_solver, solvers = _solver_jobs(study, scale, sweeps, spec)
     if not solvers:
         return
     first = by_solver[solvers[0]]
@@ -282,13 +287,7 @@ def _collect_grid(study: str, scale: str, sweeps: list[str], spec: dict[str, Any
     """The images of a qualitative grid: for the first ``images`` ids, ground truth, measurement and
     each solver's estimate, as uint8 arrays (small at the offline scale)."""
 
-    where = spec.get("where", {})
-    by_solver: dict[str, Path] = {}
-    for _sweep, job in _jobs(study, scale, sweeps):
-        frame = read_rows(job / "metrics.csv", nrows=1)
-        if all(str(frame.iloc[0].get(k)) == str(v) for k, v in where.items()):
-            by_solver.setdefault(str(frame.iloc[0]["solver"]), job)
-    solvers = [s for s in spec["solvers"] if s in by_solver]
+    by_solver, solvers = _solver_jobs(study, scale, sweeps, spec)
     if not solvers:
         return
     first = by_solver[solvers[0]]
