@@ -262,3 +262,60 @@ def test_a_list_with_missing_or_ambiguous_images_is_refused_naming_them(tmp_path
     listing.write_text("c/y.png three\n")
     with pytest.raises(ConfigError, match="line 1: 'c/y.png three' is not"):
         ImageFolder(str(tmp_path), size=8, file_list=str(listing))
+
+
+# --- splits: validation never holds a test image ---------------------------------------------------
+
+def test_photo_validation_crops_share_no_pixel_with_the_test_split_and_test_crops_are_unchanged():
+    test = PhotoCrops(num_images=24)
+    assert [test.image_id(i) for i in range(3)] == [PhotoCrops(num_images=24, split="test").image_id(i)
+                                                    for i in range(3)]
+    validation = PhotoCrops(num_images=40, split="validation", test_images=24)
+    assert validation.split == "validation" and len(validation) == 40
+    size = test.size
+    for name, r, c in validation.items:
+        for other, tr, tc in test.items:
+            overlap = name == other and abs(r - tr) < size and abs(c - tc) < size
+            assert not overlap, f"validation crop {name} ({r}, {c}) overlaps test crop ({tr}, {tc})"
+    assert not {validation.image_id(i) for i in range(40)} & {test.image_id(i) for i in range(24)}
+
+
+def test_gmm_validation_problems_are_other_draws():
+    from reddiff_bench.data.gmm_problems import GMMProblems
+
+    test, validation = GMMProblems(num_problems=5), GMMProblems(num_problems=5, split="validation")
+    assert not set(test.ids) & set(validation.ids)
+    assert not torch.equal(test[0][1], validation[0][1])
+    with pytest.raises(ConfigError, match="dataset.split must be one of test, validation"):
+        GMMProblems(split="train")
+
+
+def test_image_folder_validation_takes_no_listed_image_whatever_the_test_size(tmp_path):
+    listed = write_listed_images(tmp_path, "ffhq_dps_val1k", side=4)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    for k in range(30):
+        Image.fromarray(np.full((4, 4, 3), k, np.uint8)).save(extra / f"{70000 + k}.png")
+    test = ImageFolder(str(tmp_path), size=4, num_images=10, file_list="ffhq_dps_val1k")
+    validation = ImageFolder(str(tmp_path), size=4, num_images=12, file_list="ffhq_dps_val1k", split="validation")
+    ids = {validation.image_id(i) for i in range(len(validation))}
+    assert len(ids) == 12 and all(i.startswith("extra__") for i in ids)  # none of the 1000 listed, not only of 10
+    assert not ids & {test.image_id(i) for i in range(len(test))}
+    assert [f.name for f in validation.files] == [f.name for f in ImageFolder(
+        str(tmp_path), size=4, num_images=12, file_list="ffhq_dps_val1k", split="validation").files]
+    assert len(listed) == 1000
+    unlisted = ImageFolder(str(extra), size=4, split="validation", test_images=20)
+    assert {f.name for f in unlisted.files} == {f"{70000 + k}.png" for k in range(20, 30)}
+    with pytest.raises(ConfigError, match="needs dataset.test_images"):
+        ImageFolder(str(extra), size=4, split="validation")
+
+
+def test_the_test_split_keeps_the_runs_identity_and_validation_changes_it():
+    from reddiff_bench.run.identity import config_hash, identity
+    from reddiff_bench.run.settings import resolved
+
+    base = resolved(compose_config(["dataset=photos"]))
+    without = {**base, "dataset": {k: v for k, v in base["dataset"].items() if k not in ("split", "test_images")}}
+    assert config_hash(identity(base)) == config_hash(identity(without))
+    validation = resolved(compose_config(["dataset=photos", "dataset.split=validation"]))
+    assert config_hash(identity(validation)) != config_hash(identity(base))

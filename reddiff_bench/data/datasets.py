@@ -8,6 +8,7 @@ skips the images whose rows exist).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -20,42 +21,73 @@ from ..checks import check_number
 from ..errors import ConfigError
 from .photos import HELDOUT_PHOTOS, crop_positions, photo_tensor
 
+SPLITS = ("test", "validation")  # test: the dataset as configured (a paper's subset); validation: disjoint from it
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")  # matched in any case
 
 log = logging.getLogger(__name__)
 
 
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ConfigError(f"dataset.split must be one of {', '.join(SPLITS)}, got {split!r}")
+    return split
+
+
+def _counts(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
 class PhotoCrops:
     """Random ``size`` x ``size`` crops of the held-out scikit-image photos (offline, no prior saw
     them), spread evenly over the photos; positions are drawn from ``seed``, each at most once
-    (image ids are unique: they key rows and seeds)."""
+    (image ids are unique: they key rows and seeds).
+
+    ``split``: ``test`` (these crops) or ``validation``: crops drawn from another stream that share
+    no pixel with the ``test_images`` crops of the test split (what a tuner may look at before the
+    test split of that size runs)."""
 
     def __init__(self, size: int = 16, num_images: int = 8, scale: float = 0.5,
-                 photos: list[str] | tuple[str, ...] = HELDOUT_PHOTOS, seed: int = 0):
+                 photos: list[str] | tuple[str, ...] = HELDOUT_PHOTOS, seed: int = 0, split: str = "test",
+                 test_images: int = 24):
         check_number("dataset.num_images", num_images, minimum=1, integer=True)
         check_number("dataset.size", size, minimum=1, integer=True)
+        check_number("dataset.test_images", test_images, minimum=1, integer=True)
         self.name = f"photos{size}"
+        self.split = check_split(split)
         self.size, self.scale = int(size), float(scale)
-        generator = torch.Generator().manual_seed(seed)
         photos = list(photos)
-        self.items: list[tuple[str, int, int]] = []
-        counts = [num_images // len(photos) + (1 if i < num_images % len(photos) else 0) for i in range(len(photos))]
-        for name, count in zip(photos, counts):
+        if split == "test":
+            self.items = self._draw(photos, num_images, torch.Generator().manual_seed(seed))
+            return
+        held_out = self._draw(photos, int(test_images), torch.Generator().manual_seed(seed))
+        generator = torch.Generator().manual_seed(seed + 1_000_003)  # another stream than the test split's
+        self.items = self._draw(photos, num_images, generator, avoid=held_out)
+
+    def _draw(self, photos: list[str], num_images: int, generator: torch.Generator,
+              avoid: list[tuple[str, int, int]] = ()) -> list[tuple[str, int, int]]:
+        """``num_images`` distinct crop positions spread over ``photos``; with ``avoid``, none
+        overlaps a crop of ``avoid`` by a pixel."""
+        items: list[tuple[str, int, int]] = []
+        for name, count in zip(photos, _counts(num_images, len(photos))):
             image = photo_tensor(name, self.scale)
             height, width = image.shape[1], image.shape[2]
-            available = (height - self.size + 1) * (width - self.size + 1)
+            taken = [(r, c) for n, r, c in avoid if n == name]
+            allowed = torch.ones(height - self.size + 1, width - self.size + 1, dtype=torch.bool)
+            for r, c in taken:  # a crop whose corner is within size-1 pixels of a held-out one overlaps it
+                allowed[max(r - self.size + 1, 0) : r + self.size, max(c - self.size + 1, 0) : c + self.size] = False
+            available = int(allowed.sum())
             if count > available:
                 raise ConfigError(f"dataset photos: {name} at scale {self.scale} holds {available} distinct "
-                                  f"{self.size}x{self.size} crops, {count} asked for; lower dataset.num_images "
-                                  f"or raise dataset.scale.")
-            positions = crop_positions(height, width, self.size, count, generator)
-            seen = set(positions)
-            while len(seen) < len(positions):  # a repeated position: draw again until all are distinct
-                unique = list(dict.fromkeys(positions))
-                extra = crop_positions(height, width, self.size, len(positions) - len(unique), generator)
-                positions = list(dict.fromkeys(unique + extra))
-                seen = set(positions)
-            self.items.extend((name, r, c) for r, c in positions)
+                                  f"{self.size}x{self.size} crops{' outside the test split' if taken else ''}, "
+                                  f"{count} asked for; lower dataset.num_images (or dataset.test_images) or raise "
+                                  f"dataset.scale.")
+            positions: list[tuple[int, int]] = []
+            while len(positions) < count:  # draw until enough are distinct (and allowed)
+                extra = crop_positions(height, width, self.size, count - len(positions), generator)
+                positions = list(dict.fromkeys(positions + [p for p in extra if allowed[p]]))
+            items.extend((name, r, c) for r, c in positions)
+        return items
 
     def __len__(self) -> int:
         return len(self.items)
@@ -142,13 +174,19 @@ class ImageFolder:
     """Images under ``root`` (recursively, sorted by relative path), or those of ``file_list`` in
     its order (a path, or a list shipped in ``assets/lists``: see its README), the first
     ``num_images``. ``labels``: None, ``synsets`` (ImageNet's folders), ``list`` (the class
-    indices of ``file_list``) or a file of ``<relative path> <class index>`` lines."""
+    indices of ``file_list``) or a file of ``<relative path> <class index>`` lines.
+
+    ``split``: ``test`` (the above) or ``validation``: other images of the folder, never one of
+    ``file_list`` (every line, whatever ``num_images``) or, without a list, of the first
+    ``test_images`` sorted ones; ordered by a hash of (``validation_seed``, path), so the choice is fixed."""
 
     def __init__(self, root: str, size: int = 256, num_images: int | None = None, name: str = "image_folder",
-                 file_list: str | None = None, skip_unreadable: bool = False, labels: str | None = None):
+                 file_list: str | None = None, skip_unreadable: bool = False, labels: str | None = None,
+                 split: str = "test", test_images: int | None = None, validation_seed: int = 0):
         if num_images is not None:
             check_number("dataset.num_images", num_images, minimum=1, integer=True)
         self.name = name
+        self.split = check_split(split)
         self.root = Path(root).expanduser()
         self.size = int(size)
         self.skip_unreadable = skip_unreadable
@@ -157,15 +195,35 @@ class ImageFolder:
                               f"there, or point dataset.root (or paths.data_dir) at them, e.g. "
                               f"dataset.root=/data/{name}.")
         self.listed: list[tuple[str, int | None]] = []
-        if file_list is not None:
+        if split == "validation":
+            files = self._validation(file_list, test_images, validation_seed)[: num_images]
+        elif file_list is not None:
             self.listed = read_list(bundled_list(str(file_list)))[: num_images]
             files = self._find(self.listed)
         else:
             files = sorted(self._all_images())[: num_images]
         if not files:
-            raise ConfigError(f"dataset {name!r}: no images ({', '.join(IMAGE_EXTENSIONS)}) under {self.root}.")
+            outside = " outside the test split" if split == "validation" else ""
+            raise ConfigError(f"dataset {name!r}: no images ({', '.join(IMAGE_EXTENSIONS)}) under {self.root}"
+                              f"{outside}.")
         self.files = files
-        self.labels = self._labels(labels)
+        self.labels = self._labels(None if split == "validation" and labels == "list" else labels)
+
+    def _validation(self, file_list: str | None, test_images: int | None, seed: int) -> list[Path]:
+        """The folder's images outside the test split (every image of ``file_list``, or the first
+        ``test_images`` of the sorted folder without one), in an order fixed by ``seed``."""
+        every = sorted(self._all_images())
+        if file_list is not None:
+            test = set(self._find(read_list(bundled_list(str(file_list)))))
+        elif test_images is not None:
+            test = set(every[: int(test_images)])
+        else:
+            raise ConfigError(f"dataset {self.name!r}: split=validation without a file list needs "
+                              f"dataset.test_images (the size of the test split to keep out)")
+        def shuffled(path: Path) -> str:
+            return hashlib.sha256(f"{seed}:{path.relative_to(self.root).as_posix()}".encode()).hexdigest()
+
+        return sorted((p for p in every if p not in test), key=shuffled)
 
     def _all_images(self) -> list[Path]:
         return [p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]

@@ -289,3 +289,13 @@ def grid_gmm_prior(dim: int, spacing: float = 8.0, random_weights: bool = False,
     evecs = torch.eye(dim, dtype=torch.float64).expand(25, dim, dim).clone()
     return GMMPrior(GaussianMixture(weights, means, evals, evecs), (dim,), VPSchedule.linear(num_steps),
                     name=f"gmm_grid{dim}")
+
+
+def gaussian_prior(dim: int, std: float = 1.0, num_steps: int = 1000) -> GMMPrior:
+    """``N(0, std^2 I)`` in dimension ``dim``: the simplest exact prior, under which regularised
+    least squares (``solver=pinv solver.delta=sigma_y^2/std^2``) is the exact posterior mean."""
+    evals = torch.full((1, dim), float(std) ** 2, dtype=torch.float64)
+    evecs = torch.eye(dim, dtype=torch.float64)[None].clone()
+    means = torch.zeros(1, dim, dtype=torch.float64)
+    mixture = GaussianMixture(torch.ones(1, dtype=torch.float64), means, evals, evecs)
+    return GMMPrior(mixture, (dim,), VPSchedule.linear(num_steps), name=f"gaussian{dim}")

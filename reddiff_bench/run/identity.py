@@ -25,6 +25,9 @@ RESULT_KEYS = ("model", "task", "dataset", "solver", "seed", "n_samples", "measu
 # keys under RESULT_KEYS that change no row: published settings reach a solver through its own node;
 # more images extend a run
 NOT_RESULT = ("task.published", "dataset.num_images", "dataset.num_problems", "dataset.skip_unreadable")
+# keys of the validation split alone: the test split (the default) is the dataset as it was before
+# splits existed, so its runs keep their identity
+SPLIT_ONLY = ("dataset.split", "dataset.test_images", "dataset.validation_seed")
 # keys a run may change between its resumptions (more images extend it)
 RESUMABLE = ("dataset.num_images", "dataset.num_problems", "dataset.skip_unreadable")
 
@@ -52,8 +55,9 @@ def identity(resolved: dict[str, Any]) -> dict[str, Any]:
     """The flat identity of the resolved config ``resolved`` (what ``config_hash`` covers)."""
     flat = flatten({key: resolved.get(key) for key in RESULT_KEYS})
     out: dict[str, Any] = {"schema": SCHEMA}
+    test_split = flat.get("dataset.split", "test") == "test"
     for key, value in flat.items():
-        if _under(key, NOT_RESULT):
+        if _under(key, NOT_RESULT) or (test_split and key in SPLIT_ONLY):
             continue
         out[key] = class_name(value) if key.endswith("._target_") else value
     return out

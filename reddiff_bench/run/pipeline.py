@@ -152,8 +152,8 @@ class RunContext:
     def run_ids(self, model: str | None) -> dict[str, Any]:
         """The columns that say which run a row belongs to."""
         return dict(run=f"{self.run_dir.parent.name}/{self.run_dir.name}", solver=self.cfg.solver_name,
-                    task=self.task.name, dataset=self.dataset.name, sigma_y=self.task.sigma_y, seed=self.seed,
-                    model=model)
+                    task=self.task.name, dataset=self.dataset.name, split=getattr(self.dataset, "split", "test"),
+                    sigma_y=self.task.sigma_y, seed=self.seed, model=model)
 
     def provenance(self) -> dict[str, Any]:
         """Which process solved a row."""
