@@ -11,4 +11,5 @@ COMMANDS = {
     "dashboard": "dashboard",  # a W&B report of a study
     "convert-adm": "convert_adm",  # a guided-diffusion checkpoint into a diffusers folder
     "fid-stats": "fid_stats",  # FID statistics (and features) of a folder of images: metrics.fid_reference
+    "tune": "tune",            # equal-budget tuning on the validation split (optuna; conf/search, conf/tuned)
 }

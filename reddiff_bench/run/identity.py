@@ -92,6 +92,8 @@ def names_identity(key: str, solver_node: str) -> bool:
             namespace = key.split(".")[2] if key.count(".") >= 2 else None
             return namespace is None or f"${{published:{namespace}." in solver_node
         return not _under(key, RESUMABLE)
+    if root == "tuned":  # +tuned=<model>/<task>: tuned settings replace the solver's own
+        return True
     if root == "published":  # an experiment's published block: only the solver's own namespace
         namespace = key.split(".")[1] if "." in key else None
         return namespace is None or f"${{published:{namespace}." in solver_node

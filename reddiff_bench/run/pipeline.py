@@ -50,7 +50,7 @@ from .loggers import NullLogger
 from .outputs import has_output, load_estimate, load_measurements, save_measurement, save_output, task_signature
 from .profile import MemoryProfile
 from .references import folder_reference
-from .settings import check_run_settings, resolve_device, resolved
+from .settings import apply_tuned, check_run_settings, resolve_device, resolved
 from .store import DATASET_IDS, RunOwnership, RunStore
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,7 @@ def run(cfg: DictConfig, run_dir: Path) -> RunOutcome | None:
     """Run (or resume) the configuration ``cfg`` into ``run_dir``. Rank 0 returns the outcome; the
     other ranks of a distributed run return None."""
     torch.manual_seed(0)  # nothing should use the global generator; make any slip reproducible
+    cfg = apply_tuned(cfg)
     check_run_settings(cfg)
     device = resolve_device(cfg.device)
     slot = None

@@ -24,7 +24,8 @@ import torch
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..checks import check_number
 from ..errors import ConfigError
@@ -34,6 +35,8 @@ from .launch import slot_count
 # conf/ at the top of the repository; reddiff_bench/conf links to it in a checkout and is a copy in
 # an installed wheel, so one path serves both.
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+TUNED_GROUP = "tuned"  # conf/tuned/<model>/<task>.yaml: settings written by the tuner (+tuned=<model>/<task>)
 
 _ABSENT = object()
 PUBLISHED_SOURCES = ("published", "task.published")  # experiment first, then task
@@ -67,7 +70,41 @@ def compose(overrides: list[str]) -> DictConfig:
     register()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+        cfg = hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    return apply_tuned(cfg)
+
+
+def choices(cfg: DictConfig) -> dict[str, str]:
+    """The config groups' chosen options (``model``, ``solver``, ...): from the config's own
+    Hydra node when composed with it, else from the running Hydra app; empty without either."""
+    node = OmegaConf.select(cfg, "hydra.runtime.choices", default=None)
+    if node is None and HydraConfig.initialized():
+        node = HydraConfig.get().runtime.choices
+    return {str(k): str(v) for k, v in (node or {}).items()}
+
+
+def apply_tuned(cfg: DictConfig) -> DictConfig:
+    """With ``+tuned=<model>/<task>``: the tuned settings of the run's solver set into ``cfg``
+    (idempotent). Refused when the file was tuned for another model or task, or holds no
+    settings for this solver (naming those it holds)."""
+    block = cfg.get(TUNED_GROUP)
+    if not block:
+        return cfg
+    picked = choices(cfg)
+    solver, model = picked.get("solver"), picked.get("model")
+    if block.get("model") != model or block.get("task") not in (picked.get("task"), cfg.task.get("name")):
+        raise ConfigError(f"+tuned: these settings were tuned for model {block.get('model')!r} on task "
+                          f"{block.get('task')!r}, not model {model!r} on task {cfg.task.get('name')!r}; use "
+                          f"+tuned={model}/{cfg.task.get('name')} (after python -m reddiff_bench tune) or drop +tuned.")
+    solvers = block.get("solvers") or {}
+    if solver not in solvers:
+        raise ConfigError(f"+tuned={model}/{block.get('task')} holds no tuned settings for solver {solver!r} (it has "
+                          f"{', '.join(solvers) or 'none'}); tune it first: python -m reddiff_bench tune ... "
+                          f"solver={solver}")
+    with open_dict(cfg):
+        for path, value in (solvers[solver].get("settings") or {}).items():
+            OmegaConf.update(cfg, str(path), value, merge=False)
+    return cfg
 
 
 def resolved(cfg: DictConfig) -> dict[str, Any]:
