@@ -5,10 +5,13 @@ and one column per solver, with column titles)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from optuna.exceptions import ExperimentalWarning
+from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
 from ..metrics.registry import metric
 from .tables import ARROW
@@ -209,3 +212,54 @@ def qualitative_grid(columns: list[str], images: np.ndarray, row_labels: list[st
                 ax.set_ylabel(row_labels[r], fontsize=6, rotation=0, ha="right", va="center")
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
     return save(fig, stem)
+
+
+def tuning_history(studies: list, stem: Path) -> list[Path]:
+    """optuna's optimisation history of several studies on one axis (one per solver): each trial's
+    value and the best so far, against the trial number; ``studies``: ``(solver, study, metric)``."""
+    from optuna.visualization import matplotlib as vis  # heavy, optional: imports matplotlib
+
+    _pyplot()
+    name = studies[0][2]
+    handles = [study for _, study, _ in studies]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        axes = vis.plot_optimization_history(handles, target=lambda t: t.values[0], target_name=_label(name))
+    axes.set_title("")
+    axes.legend(fontsize=6, ncol=2, loc="best")
+    axes.figure.set_size_inches(7, 4)
+    return save(axes.figure, stem)
+
+
+def tuning_importance(studies: list, stem: Path) -> list[Path]:
+    """The importance of each tuned setting of each solver (optuna's fANOVA evaluator, seeded), as
+    horizontal bars grouped by solver."""
+    plt = _pyplot()
+    labels, values = [], []
+    for solver, study, _ in studies:
+        complete = [t for t in study.get_trials(deepcopy=False) if t.values is not None]
+        if len(complete) < 2 or len({t.values[0] for t in complete}) < 2:  # nothing to apportion
+            continue
+        importances = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0),
+                                            target=lambda t: t.values[0])
+        for param, value in importances.items():
+            labels.append(f"{solver}: {param}")
+            values.append(value)
+    fig, ax = plt.subplots(figsize=(6, 0.25 * len(labels) + 1))
+    ax.barh(range(len(labels)), values, color="tab:blue")
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("Importance (fANOVA share of the objective's variance)")
+    ax.set_xlim(0, 1)
+    return save(fig, stem)
+
+
+def pareto_front(study, metrics: list[str], stem: Path) -> list[Path]:
+    """optuna's Pareto-front plot of a multi-objective study (the first two objectives)."""
+    from optuna.visualization import matplotlib as vis  # heavy, optional: imports matplotlib
+
+    _pyplot()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        axes = vis.plot_pareto_front(study, target_names=[_label(m) for m in metrics])
+    return save(axes.figure, stem)

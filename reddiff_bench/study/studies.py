@@ -47,6 +47,7 @@ from ..run.pipeline import instantiate_group, missing_inputs
 from ..run.settings import compose
 from ..run.store import TEXT_COLUMNS, read_rows, run_state
 from . import figures as fig
+from . import tuning
 from .sweeps import expand_sweep
 from .tables import aggregate, paired, pivot, ratios, to_latex, to_markdown
 
@@ -84,9 +85,20 @@ def run_study(study: str, scale: str, full: bool = False, extra: list[str] | Non
     sweeps = dict(plan.get("sweeps") or {})
     if full:
         sweeps.update(plan.get("full_sweeps") or {})
-    for name, overrides in sweeps.items():  # a sweep that does not compose stops the study before any work
+    tunes = dict(plan.get("tune") or {})
+    for name, overrides in tunes.items():
         first_job(study, scale, name, overrides)
     status = 0
+    for name, overrides in tunes.items():  # tuning first: the sweeps after it may run its settings (+tuned=)
+        command = [sys.executable, "-m", "reddiff_bench", "tune", *tune_overrides(study, scale, name, overrides),
+                   *(extra or [])]
+        print(f"\n== {study} / {scale} / tune {name}: {' '.join(command[3:])}", flush=True)
+        start = time.perf_counter()
+        code = subprocess.call(command, cwd=REPO)
+        print(f"== tune {name}: exit {code} after {time.perf_counter() - start:.0f} s", flush=True)
+        status = max(status, code)
+    for name, overrides in sweeps.items():  # a sweep that does not compose stops the study before any work
+        first_job(study, scale, name, overrides)
     for name, overrides in sweeps.items():
         command = [sys.executable, "-m", "reddiff_bench", "-m", *sweep_overrides(study, scale, name, overrides),
                    *(extra or [])]
@@ -111,6 +123,13 @@ def sweep_overrides(study: str, scale: str, name: str, overrides: list[str]) -> 
     name, scale and sweep (which the W&B logger takes as the run's group and tags)."""
     return [*overrides, f"hydra.sweep.dir={OUTPUTS / study / scale / name}", f"study.name={study}",
             f"study.scale={scale}", f"study.sweep={name}"]
+
+
+def tune_overrides(study: str, scale: str, name: str, overrides: list[str]) -> list[str]:
+    """The command line of one tuning entry of a study (``python -m reddiff_bench tune``): its
+    studies live under ``outputs/studies/<study>/<scale>/tune/<name>``."""
+    return [*overrides, f"tune.dir={OUTPUTS / study / scale / 'tune' / name}", f"study.name={study}",
+            f"study.scale={scale}", f"study.sweep=tune-{name}"]
 
 
 def first_job(study: str, scale: str, name: str, overrides: list[str]):
@@ -194,11 +213,50 @@ def collect(study: str, scale: str, sweeps: list[str], spec: dict[str, Any]) -> 
     if memory:
         pd.concat(memory, ignore_index=True).to_csv(target / "memory.csv.gz", index=False,
                                                     compression={"method": "gzip", "mtime": 0})
+    if plan.get("tune"):
+        _collect_tuning(study, scale, plan["tune"], target)
     for spec_figure in spec.get("figures") or []:
         if spec_figure["kind"] == "qualitative_grid":
             _collect_grid(study, scale, present, spec_figure, target)
         elif spec_figure["kind"] == "posterior_projection":
             _collect_projection(study, scale, present, spec_figure, target)
+
+
+def _collect_tuning(study: str, scale: str, tunes: dict[str, list[str]], target: Path) -> None:
+    """The tuning entries' studies into ``tuning_trials.csv.gz`` (every trial: settings, objective
+    values, cost), ``tuning_cost.csv`` (per study) and ``tuned_values.csv`` (per setting: the
+    published value, the tuned one and the search range)."""
+    trials, costs, values = [], [], []
+    for name, overrides in tunes.items():
+        for job in expand_sweep(tune_overrides(study, scale, name, list(overrides))):
+            cfg = compose(job)
+            tuned = tuning.study_of(cfg)
+            path = tuned.folder / "trials.csv"
+            if not path.is_file():
+                print(f"study {study!r}: tuning {name} {tuned.key} has not finished (re-run the study)",
+                      file=sys.stderr)
+                continue
+            model, task, solver = tuned.key.split("/")
+            keys = {"tune": name, "objective": tuned.label, "model": model, "task": task, "solver": solver}
+            frame = pd.read_csv(path).drop(columns=["validation_ids"], errors="ignore")
+            trials.append(frame.assign(**keys))
+            cost = json.loads((tuned.folder / "cost.json").read_text())
+            costs.append({**keys, **cost, "validation_ids": _validation_ids(tuned)})
+            best = tuning.best_trial(tuned, tuned.load())
+            for param in tuned.space.params:
+                values.append({**keys, "setting": param.path, "published": OmegaConf.select(cfg, param.path),
+                               "tuned": best.params.get(param.name) if best is not None else None,
+                               "low": param.low, "high": param.high, "log": param.log})
+    if trials:
+        pd.concat(trials, ignore_index=True).to_csv(target / "tuning_trials.csv.gz", index=False, float_format="%.6g",
+                                                    compression={"method": "gzip", "mtime": 0})
+        atomic_write_text(target / "tuning_cost.csv", pd.DataFrame(costs).to_csv(index=False, float_format="%.6g"))
+        atomic_write_text(target / "tuned_values.csv", pd.DataFrame(values).to_csv(index=False, float_format="%.6g"))
+
+
+def _validation_ids(tuned: tuning.Study) -> str:
+    first = tuned.trial_dir(0) / "metrics.csv"
+    return " ".join(map(str, read_rows(first)["image_id"])) if first.is_file() else ""
 
 
 def _kept(target: Path, sweeps: list[str]) -> tuple[list, list, list]:
@@ -228,6 +286,7 @@ def _job_keys(frame: pd.DataFrame, config: dict[str, Any]) -> dict[str, Any]:
         if model.get(name) is not None:
             keys[f"model.{name}"] = model[name]
     keys["batch_size"] = config.get("batch_size")
+    keys["settings"] = "tuned" if config.get("tuned") else "published"  # +tuned=<model>/<task> or not
     return keys
 
 
@@ -312,7 +371,7 @@ def _collect_grid(study: str, scale: str, sweeps: list[str], spec: dict[str, Any
 # --- building ---------------------------------------------------------------------------------------
 
 FIGURES = ("tradeoff", "ablation_bars", "cost_bars", "cost_scaling", "memory_over_steps", "qualitative_grid", "lines",
-           "posterior_projection")
+           "posterior_projection", "tuning_history", "tuning_importance")
 
 
 def _select(frame: pd.DataFrame, where: dict[str, Any] | None) -> pd.DataFrame:
@@ -374,7 +433,8 @@ def _tables(table: dict[str, Any], scale: str, rows: pd.DataFrame, runs: pd.Data
     if table.get("ratio_to"):
         out.append((f"{table['name']}_ratio", ratios(agg, "solver", table["ratio_to"])))
     if table.get("paired_to") and on_rows:
-        out.append((f"{table['name']}_paired", paired(subset, groups, metrics, table["paired_to"], order=order,
+        out.append((f"{table['name']}_paired", paired(subset, groups, metrics, table["paired_to"],
+                                                      level=table.get("paired_level", "solver"), order=order,
                                                       notes=_notes(subset_runs) if not subset_runs.empty else {})))
     return out
 
@@ -406,6 +466,16 @@ def _figure(spec: dict[str, Any], rows: pd.DataFrame, runs: pd.DataFrame, folder
             problems, solvers = [str(v) for v in data["problems"]], [str(v) for v in data["solvers"]]
             points = {(p, s): data[f"{p}__{s}"] for p in problems for s in ["exact", *solvers]}
         return fig.posterior_projection(points, problems, solvers, stem)
+    if kind in ("tuning_history", "tuning_importance"):
+        path = folder / "tuning_trials.csv.gz"
+        if not path.is_file():
+            return []
+        frame = _select(pd.read_csv(path), spec.get("where"))
+        if frame.empty:
+            return []
+        studies = tuning.studies_from_trials(frame, SOLVER_ORDER)
+        draw = fig.tuning_history if kind == "tuning_history" else fig.tuning_importance
+        return draw(studies, stem)
     if kind == "memory_over_steps":
         path = folder / "memory.csv.gz"
         if not path.is_file():
@@ -452,6 +522,8 @@ def write_readme(study: str) -> Path:
         folder = data_dir(study, scale)
         lines += [f"## {scale.capitalize()} scale", "", plan.get("note", "").strip(), ""]
         lines += ["Sweeps (`python -m reddiff_bench -m ...`):", ""]
+        lines += [f"- tune `{name}`: `python -m reddiff_bench tune {' '.join(overrides)}`"
+                  for name, overrides in (plan.get("tune") or {}).items()]
         lines += [f"- `{name}`: `{' '.join(overrides)}`" for name, overrides in (plan.get("sweeps") or {}).items()]
         lines += [f"- `{name}` (with `FULL=1`): `{' '.join(overrides)}`"
                   for name, overrides in (plan.get("full_sweeps") or {}).items()]

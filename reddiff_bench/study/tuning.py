@@ -50,6 +50,7 @@ from ..metrics.registry import METRICS
 from ..run.pipeline import run
 from ..run.settings import CONF_DIR, TUNED_GROUP, choices
 from ..run.store import read_rows
+from . import figures as fig
 from .report import sweep_problems
 
 log = logging.getLogger(__name__)
@@ -166,10 +167,16 @@ class Study:
     def load(self, seed: int = 0, startup_trials: int = 5) -> optuna.Study:
         self.folder.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.JournalStorage(JournalFileBackend(str(self.journal)))
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials, multivariate=True,
-                                             constant_liar=True)
         return optuna.create_study(study_name=self.key, storage=storage, directions=directions(self.metrics),
-                                   sampler=sampler, load_if_exists=True)
+                                   sampler=sampler(seed, startup_trials), load_if_exists=True)
+
+
+def sampler(seed: int, startup_trials: int) -> optuna.samplers.BaseSampler:
+    """TPE (multivariate; constant liar: a running trial counts as a bad one, so that parallel
+    workers spread out). Seeded anew for each trial from (seed, trial number), so that workers in
+    other processes never draw the same settings and one worker's study is reproducible."""
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials, multivariate=True,
+                                      constant_liar=True)
 
 
 def study_of(cfg: DictConfig) -> Study:
@@ -264,6 +271,8 @@ def work(cfg: DictConfig) -> Study:
     first = defaults(cfg, study)
     while True:
         with guard:  # asking and taking the trial's lock are one step for every worker
+            handle.sampler = sampler(int(tune.seed) * 100_003 + len(handle.get_trials(deepcopy=False)),
+                                     int(tune.startup_trials))
             claim = _claim(study, handle, first)
         if claim is None:
             break
@@ -425,30 +434,45 @@ def write_tuned(cfg: DictConfig, study: Study, entry: dict[str, Any]) -> Path:
     return path
 
 
+def studies_from_trials(frame: pd.DataFrame, order: list[str]) -> list[tuple[str, optuna.Study, str]]:
+    """In-memory optuna studies rebuilt from committed trial rows (``tuning_trials.csv.gz``: one
+    study per solver of ``frame``, in ``order``), for the figures that ``make tables`` redraws:
+    ``(solver, study, objective label)``."""
+    out = []
+    solvers = sorted(frame["solver"].unique(), key=lambda s: (order.index(s) if s in order else len(order), s))
+    for solver in solvers:
+        rows = frame[frame["solver"] == solver].sort_values("trial")
+        label = str(rows["objective"].iloc[0])
+        names = label.split("-")
+        space = search_space(solver, has_cost(objectives(names, "point")))
+        metrics = objectives(names, space.estimate)
+        handle = optuna.create_study(directions=directions(metrics), study_name=solver,
+                                     sampler=optuna.samplers.RandomSampler(seed=0))
+        distributions = space.distributions
+        for _, row in rows.iterrows():
+            params = {name: (int(row[f"param.{name}"]) if isinstance(dist, optuna.distributions.IntDistribution)
+                             else float(row[f"param.{name}"]))
+                      for name, dist in distributions.items() if pd.notna(row.get(f"param.{name}"))}
+            complete = row["state"] == "COMPLETE"
+            handle.add_trial(optuna.trial.create_trial(
+                params=params, distributions={k: distributions[k] for k in params},
+                values=[float(row[m]) for m in metrics] if complete else None,
+                state=optuna.trial.TrialState.COMPLETE if complete else optuna.trial.TrialState.FAIL))
+        out.append((solver, handle, metrics[0]))
+    return out
+
+
 def draw_figures(study: Study, handle: optuna.Study) -> None:
-    """optuna's optimisation history and parameter importances (matplotlib), as PNG."""
-    import matplotlib  # heavy, optional: figures only
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as vis
-
-    complete = [t for t in handle.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-    names = study.metrics
-    target = (lambda t: t.values[0]) if len(names) > 1 else None
-    figures = {"history": lambda: vis.plot_optimization_history(handle, target=target, target_name=names[0])}
-    if len(study.space.params) > 1 and len(complete) > 2:
-        figures["importance"] = lambda: vis.plot_param_importances(handle, target=target, target_name=names[0])
-    if len(names) > 1 and complete:
-        figures["pareto"] = lambda: vis.plot_pareto_front(handle, target_names=names)
-    for name, draw in figures.items():
-        try:
-            axes = draw()
-        except (ValueError, RuntimeError) as err:  # e.g. importances of a constant objective
-            print(f"[tune] {study.key}: figure {name} not drawn: {err}", file=sys.stderr)
-            continue
-        axes.figure.savefig(study.folder / f"{name}.png", dpi=110, bbox_inches="tight")
-        plt.close(axes.figure)
+    """The study's optimisation history, parameter importances and (several objectives) Pareto
+    front, as PNG and PDF in its folder."""
+    entry = [(study.key.rsplit("/", 1)[-1], handle, study.metrics[0])]
+    if not any(t.values for t in handle.get_trials(deepcopy=False)):
+        return
+    fig.tuning_history(entry, study.folder / "history")
+    if len(study.space.params) > 1:
+        fig.tuning_importance(entry, study.folder / "importance")
+    if len(study.metrics) > 1:
+        fig.pareto_front(handle, study.metrics, study.folder / "pareto")
 
 
 # --- the worker job and the command's end -----------------------------------------------------------
