@@ -17,7 +17,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from reddiff_bench.run.settings import CONF_DIR, compose
 from reddiff_bench.study import studies as study_module
+from reddiff_bench.study.sweeps import expand_sweep
 from reddiff_bench.study.tables import aggregate, best_cells, pivot, to_latex, to_markdown
 
 from .conftest import REPO
@@ -202,7 +204,12 @@ def test_the_paper_tables_command_rebuilds_a_copy_of_the_studies(tmp_path):
 
 STUDY_SWEEPS = [(study, scale, name, overrides) for study in study_module.studies()
                 for scale, plan in study_module.load_spec(study)["scales"].items()
-                for name, overrides in {**(plan.get("sweeps") or {}), **(plan.get("full_sweeps") or {})}.items()]
+                for name, overrides in {**(plan.get("sweeps") or {}), **(plan.get("full_sweeps") or {}),
+                                        **(plan.get("tune") or {})}.items()]
+
+
+def _tuned_option(overrides: list[str]) -> str | None:
+    return next((o.split("=", 1)[1] for o in overrides if o.startswith("+tuned=")), None)
 
 
 @pytest.mark.parametrize("study,scale,name,overrides", STUDY_SWEEPS,
@@ -210,7 +217,20 @@ STUDY_SWEEPS = [(study, scale, name, overrides) for study in study_module.studie
 def test_every_sweep_of_every_study_composes_as_the_study_launches_it(study, scale, name, overrides):
     """Regression: `make paper` on a fresh clone stopped at gmm/offline/quick, whose logger (none)
     had no `group` for the study's `logger.group=` override. Each sweep's first job composes with
-    the study's own command line, and the W&B group follows study.name."""
+    the study's own command line, and the W&B group follows study.name. A sweep of tuned settings
+    whose config the study has not written yet (it tunes first) composes without them, and one of
+    the scale's tuning entries writes that config (same model and task)."""
+    option = _tuned_option(overrides)
+    if option and not (CONF_DIR / "tuned" / f"{option}.yaml").is_file():
+        plan = study_module.load_spec(study)["scales"][scale]
+        model, task = option.split("/")
+        written = set()
+        for entry, tune_overrides in (plan.get("tune") or {}).items():
+            for job in expand_sweep(study_module.tune_overrides(study, scale, entry, tune_overrides)):
+                cfg = compose(job)
+                written.add(f"{cfg.hydra.runtime.choices.model}/{cfg.task.name}")
+        assert option in written, f"no tuning entry of {study}/{scale} writes conf/tuned/{option}.yaml"
+        overrides = [o for o in overrides if not o.startswith("+tuned=")]
     cfg = study_module.first_job(study, scale, name, overrides)
     assert (cfg.study.name, cfg.study.scale, cfg.study.sweep) == (study, scale, name)
     if "group" in cfg.logger:

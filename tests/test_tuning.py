@@ -59,6 +59,26 @@ def test_objectives_resolve_posterior_by_the_estimate_and_refuse_what_has_no_dir
             tuning.objectives(bad, "point")
 
 
+def test_a_trial_is_the_experiments_run_on_the_validation_split_with_one_wandb_group_per_study(tmp_path):
+    cfg = compose_config(["+experiment=demo", "model=gmm_photos", "task=sr4", "solver=reddiff", "logger=wandb",
+                          "dataset.num_images=16", "tune.images=3", *tune_overrides(tmp_path)])
+    study = tuning.study_of(cfg)
+    assert study.key == "gmm_photos/sr4/reddiff" and study.folder == tmp_path / "tuning" / "psnr" / study.key
+    assert tuning.defaults(cfg, study) == {"lam": 0.25, "lr": 0.1}  # trial 0: its own settings
+    trial = tuning.trial_config(cfg, study, {"lam": 0.5, "lr": 0.02})
+    assert (trial.solver.lam, trial.solver.optimizer.lr) == (0.5, 0.02)
+    assert (trial.dataset.split, trial.dataset.num_images, trial.dataset.test_images) == ("validation", 3, 16)
+    assert trial.logger.group == "tune-demo-gmm_photos-sr4-reddiff" and trial.study.sweep == study.key
+    assert not trial.metrics.fid and not trial.reference_metrics and trial.n_samples == 1
+    assert cfg.dataset.split == "test" and cfg.solver.lam == 0.25  # the experiment's config is untouched
+    dps = compose_config(["+experiment=demo", "model=gmm_photos", "solver=dps", "tune.objective=posterior",
+                          *tune_overrides(tmp_path)])
+    posterior = tuning.study_of(dps)
+    assert posterior.metrics == ["sw_to_posterior"] and posterior.folder.parts[-4] == "posterior"
+    trial = tuning.trial_config(dps, posterior, {"zeta": 0.3})
+    assert trial.solver.zeta == 0.3 and trial.reference_metrics and trial.n_samples == 16
+
+
 def test_a_trial_with_a_diverged_image_or_a_missing_metric_fails():
     rows = pd.DataFrame({"status": ["ok", "ok"], "psnr": [20.0, 22.0]})
     assert tuning.trial_values(rows, ["psnr"]) == [21.0]

@@ -219,7 +219,7 @@ def trial_config(cfg: DictConfig, study: Study, params: dict[str, Any]) -> DictC
             trial.dataset.test_images = int(test_size)
         sampler_metric = "sw_to_posterior" in study.metrics or "sw1_to_posterior" in study.metrics
         trial.n_samples = int(tune.samples) if sampler_metric else 1
-        trial.reference_metrics = bool(cfg.reference_metrics) or any("post" in m for m in study.metrics)
+        trial.reference_metrics = any("post" in m or m == "dist_to_nearest_mode" for m in study.metrics)  # costly
         trial.metrics.fid = False  # run-level metrics never steer a trial
         trial.metrics.top1 = "top1_correct" in study.metrics
         if "lpips" not in study.metrics and "lpips_diversity" not in study.metrics:
