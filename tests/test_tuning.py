@@ -79,6 +79,18 @@ def test_a_trial_is_the_experiments_run_on_the_validation_split_with_one_wandb_g
     assert trial.solver.zeta == 0.3 and trial.reference_metrics and trial.n_samples == 16
 
 
+def test_a_study_folder_serves_one_configuration(tmp_path):
+    cfg = compose_config([*GAUSSIAN, "solver=pinv", "tune.trials=1", "tune.images=1", *tune_overrides(tmp_path)])
+    tuning.work(cfg)
+    other = compose_config([*GAUSSIAN, "solver=pinv", "tune.trials=1", "tune.images=1", "model.std=3.0",
+                            *tune_overrides(tmp_path)])
+    with pytest.raises(ConfigError, match="already holds the tuning of another configuration"):
+        tuning.work(other)
+    more_trials = compose_config([*GAUSSIAN, "solver=pinv", "tune.trials=2", "tune.images=1",
+                                  *tune_overrides(tmp_path)])
+    assert len(pd.read_csv(tuning.work(more_trials).folder / "trials.csv")) == 2  # a larger budget extends it
+
+
 def test_a_trial_with_a_diverged_image_or_a_missing_metric_fails():
     rows = pd.DataFrame({"status": ["ok", "ok"], "psnr": [20.0, 22.0]})
     assert tuning.trial_values(rows, ["psnr"]) == [21.0]

@@ -47,8 +47,9 @@ from optuna.storages.journal import JournalFileBackend
 from ..errors import ConfigError
 from ..files import atomic_write_text
 from ..metrics.registry import METRICS
+from ..run.identity import config_hash, identity
 from ..run.pipeline import run
-from ..run.settings import CONF_DIR, TUNED_GROUP, choices
+from ..run.settings import CONF_DIR, TUNED_GROUP, choices, resolved
 from ..run.store import read_rows
 from . import figures as fig
 from .report import sweep_problems
@@ -268,6 +269,8 @@ def work(cfg: DictConfig) -> Study:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # its matplotlib figures
     handle = study.load(int(tune.seed), int(tune.startup_trials))
     guard = FileLock(str(study.folder / "study.lock"))
+    with guard:
+        check_owner(cfg, study)
     first = defaults(cfg, study)
     while True:
         with guard:  # asking and taking the trial's lock are one step for every worker
@@ -283,6 +286,24 @@ def work(cfg: DictConfig) -> Study:
             lock.release()
     finish(study, handle, cfg)
     return study
+
+
+def check_owner(cfg: DictConfig, study: Study) -> None:
+    """A study folder serves one configuration (the experiment's, before any tuned setting):
+    recorded in ``study.json`` by its first worker; a job of another configuration that maps to the
+    same folder (e.g. a sweep over dataset.dim, which the folder's name does not hold) is refused."""
+    ident = config_hash(identity(resolved(cfg)))
+    record = {"config_hash": ident, "objective": study.metrics, "trials": study.trials,
+              "images": int(cfg.tune.images)}
+    path = study.folder / "study.json"
+    if path.is_file():
+        known = json.loads(path.read_text())
+        if known.get("config_hash") != ident:
+            raise ConfigError(f"{study.folder} already holds the tuning of another configuration of {study.key} (its "
+                              f"config hash {known.get('config_hash')}, this one {ident}): a sweep over a setting the "
+                              f"folder's name does not hold? Give each its own tune.dir.")
+        return
+    atomic_write_text(path, json.dumps(record, indent=1))
 
 
 def _claim(study: Study, handle: optuna.Study, first: dict[str, Any]) -> tuple[int, dict[str, Any], FileLock] | None:
