@@ -237,3 +237,17 @@ def test_two_workers_under_the_gpus_launcher_share_one_study_without_lost_or_rep
         slots |= set(rows["gpu_slot"])
     assert slots == {0, 1}, "both workers ran trials"
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 6
+
+
+@pytest.mark.slow
+def test_two_workers_under_submitits_local_executor_the_slurm_launchers_twin(tmp_path):
+    """hydra/launcher=submitit_local runs each worker as a submitit job, as the slurm launcher
+    does on a cluster (no SLURM here): one study, two workers, every trial once."""
+    command = _tune_command(tmp_path, "tune.trials=4", "tune.images=1", "tune.workers=2",
+                            "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10")
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = _study(tmp_path).get_trials()
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert (tmp_path / "tuning" / "mse_to_post_mean" / "gaussian" / "random_A_dy4" / "dps" / "trials.csv").is_file()

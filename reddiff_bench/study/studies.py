@@ -15,7 +15,8 @@ A study's spec (YAML)::
     title: ...
     description: ...
     scales:
-      offline: {note: ..., sweeps: {NAME: [override, ...]}, bench: [args]}   # runs on 2 CPU cores
+      offline: {note: ..., sweeps: {NAME: [override, ...]}, bench: [args],   # runs on 2 CPU cores
+                tune: {NAME: [override, ...]}, findings: ...}   # tune: python -m reddiff_bench tune, first
       paper:   {note: ..., sweeps: {...}}                                    # ImageNet / FFHQ, GPUs
     tables:  [{name, caption, group: [...], metrics: [...] or {scale: [...]}, where: {...},
                best_within: [...]}]
@@ -90,22 +91,13 @@ def run_study(study: str, scale: str, full: bool = False, extra: list[str] | Non
         first_job(study, scale, name, overrides)
     status = 0
     for name, overrides in tunes.items():  # tuning first: the sweeps after it may run its settings (+tuned=)
-        command = [sys.executable, "-m", "reddiff_bench", "tune", *tune_overrides(study, scale, name, overrides),
-                   *(extra or [])]
-        print(f"\n== {study} / {scale} / tune {name}: {' '.join(command[3:])}", flush=True)
-        start = time.perf_counter()
-        code = subprocess.call(command, cwd=REPO)
-        print(f"== tune {name}: exit {code} after {time.perf_counter() - start:.0f} s", flush=True)
-        status = max(status, code)
+        status = max(status, _launch(f"{study} / {scale} / tune {name}",
+                                     ["tune", *tune_overrides(study, scale, name, overrides), *(extra or [])]))
     for name, overrides in sweeps.items():  # a sweep that does not compose stops the study before any work
         first_job(study, scale, name, overrides)
     for name, overrides in sweeps.items():
-        command = [sys.executable, "-m", "reddiff_bench", "-m", *sweep_overrides(study, scale, name, overrides),
-                   *(extra or [])]
-        print(f"\n== {study} / {scale} / {name}: {' '.join(command[3:])}", flush=True)
-        start = time.perf_counter()
-        code = subprocess.call(command, cwd=REPO)
-        print(f"== {name}: exit {code} after {time.perf_counter() - start:.0f} s", flush=True)
+        code = _launch(f"{study} / {scale} / {name}", ["-m", *sweep_overrides(study, scale, name, overrides),
+                                                       *(extra or [])])
         status = max(status, code)
         if code == 2 and not (OUTPUTS / study / scale / name / "table.md").is_file():
             return code  # nothing ran (no data, no checkpoint): the next sweeps would not either
@@ -123,6 +115,15 @@ def sweep_overrides(study: str, scale: str, name: str, overrides: list[str]) -> 
     name, scale and sweep (which the W&B logger takes as the run's group and tags)."""
     return [*overrides, f"hydra.sweep.dir={OUTPUTS / study / scale / name}", f"study.name={study}",
             f"study.scale={scale}", f"study.sweep={name}"]
+
+
+def _launch(title: str, arguments: list[str]) -> int:
+    """``python -m reddiff_bench ARGUMENTS`` from the checkout, timed; its exit status."""
+    print(f"\n== {title}: {' '.join(arguments)}", flush=True)
+    start = time.perf_counter()
+    code = subprocess.call([sys.executable, "-m", "reddiff_bench", *arguments], cwd=REPO)
+    print(f"== {title}: exit {code} after {time.perf_counter() - start:.0f} s", flush=True)
+    return code
 
 
 def tune_overrides(study: str, scale: str, name: str, overrides: list[str]) -> list[str]:
@@ -521,6 +522,8 @@ def write_readme(study: str) -> Path:
             continue
         folder = data_dir(study, scale)
         lines += [f"## {scale.capitalize()} scale", "", plan.get("note", "").strip(), ""]
+        if plan.get("findings"):  # what the committed rows show, written by whoever ran the study
+            lines += ["**Findings.**", "", plan["findings"].strip(), ""]
         lines += ["Sweeps (`python -m reddiff_bench -m ...`):", ""]
         lines += [f"- tune `{name}`: `python -m reddiff_bench tune {' '.join(overrides)}`"
                   for name, overrides in (plan.get("tune") or {}).items()]
