@@ -215,20 +215,36 @@ def qualitative_grid(columns: list[str], images: np.ndarray, row_labels: list[st
 
 
 def tuning_history(studies: list, stem: Path) -> list[Path]:
-    """optuna's optimisation history of several studies on one axis (one per solver): each trial's
-    value and the best so far, against the trial number; ``studies``: ``(solver, study, metric)``."""
-    from optuna.visualization import matplotlib as vis  # heavy, optional: imports matplotlib
-
-    _pyplot()
+    """The optimisation history of each study, one panel per solver: every trial's objective value
+    (a square: the published settings, enqueued as trial 0 where they lie in the search range) and
+    the best so far; ``studies``: ``(solver,
+    optuna study, metric)``. Failed trials (a diverged image) are counted in the panel's title."""
+    plt = _pyplot()
     name = studies[0][2]
-    handles = [study for _, study, _ in studies]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        axes = vis.plot_optimization_history(handles, target=lambda t: t.values[0], target_name=_label(name))
-    axes.set_title("")
-    axes.legend(fontsize=6, ncol=2, loc="best")
-    axes.figure.set_size_inches(7, 4)
-    return save(axes.figure, stem)
+    sign = 1 if metric(name).direction >= 0 else -1
+    columns = min(4, len(studies))
+    rows = -(-len(studies) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.1 * rows), squeeze=False)
+    for ax, (solver, study, _) in zip(axes.flat, studies):
+        trials = study.get_trials(deepcopy=False)
+        done = [(t.number, t.values[0]) for t in trials if t.values is not None]
+        failed = len(trials) - len(done)
+        if done:
+            numbers, values = zip(*done)
+            best = np.maximum.accumulate(sign * np.array(values)) * sign
+            ax.plot(numbers, values, "o", color="tab:blue", markersize=4)
+            ax.step(numbers, best, where="post", color="tab:red", linewidth=1.2)
+            for t in trials:
+                if t.values is not None and t.user_attrs.get("published"):
+                    ax.plot([t.number], [t.values[0]], "s", color="black", markersize=5)
+        ax.set_title(f"{solver}" + (f" ({failed} failed)" if failed else ""), fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(studies):]:
+        ax.axis("off")
+    fig.supxlabel("Trial", fontsize=8)
+    fig.supylabel(_label(name), fontsize=8)
+    fig.tight_layout()
+    return save(fig, stem)
 
 
 def tuning_importance(studies: list, stem: Path) -> list[Path]:

@@ -43,6 +43,7 @@ from ..errors import ConfigError
 from ..files import atomic_write_text, read_or_explain
 from ..operators import operator_matrix, support_values
 from ..run.grid import measurement_image
+from ..run.identity import override_key
 from ..run.outputs import load_estimate, to_uint8
 from ..run.pipeline import instantiate_group, missing_inputs
 from ..run.settings import compose
@@ -225,11 +226,14 @@ def collect(study: str, scale: str, sweeps: list[str], spec: dict[str, Any]) -> 
 
 def _collect_tuning(study: str, scale: str, tunes: dict[str, list[str]], target: Path) -> None:
     """The tuning entries' studies into ``tuning_trials.csv.gz`` (every trial: settings, objective
-    values, cost), ``tuning_cost.csv`` (per study) and ``tuned_values.csv`` (per setting: the
+    values, cost), ``tuning_studies.csv`` (cost per study) and ``tuning_settings.csv`` (per setting: the
     published value, the tuned one and the search range)."""
     trials, costs, values = [], [], []
     for name, overrides in tunes.items():
-        for job in expand_sweep(tune_overrides(study, scale, name, list(overrides))):
+        jobs = expand_sweep(tune_overrides(study, scale, name, list(overrides)))
+        # a key swept both by the preset and on the command line: the command line's value wins
+        unique = {tuple(sorted({override_key(o): o for o in job}.items())): job for job in jobs}
+        for job in unique.values():
             cfg = compose(job)
             tuned = tuning.study_of(cfg)
             path = tuned.folder / "trials.csv"
@@ -251,8 +255,8 @@ def _collect_tuning(study: str, scale: str, tunes: dict[str, list[str]], target:
     if trials:
         pd.concat(trials, ignore_index=True).to_csv(target / "tuning_trials.csv.gz", index=False, float_format="%.6g",
                                                     compression={"method": "gzip", "mtime": 0})
-        atomic_write_text(target / "tuning_cost.csv", pd.DataFrame(costs).to_csv(index=False, float_format="%.6g"))
-        atomic_write_text(target / "tuned_values.csv", pd.DataFrame(values).to_csv(index=False, float_format="%.6g"))
+        atomic_write_text(target / "tuning_studies.csv", pd.DataFrame(costs).to_csv(index=False, float_format="%.6g"))
+        atomic_write_text(target / "tuning_settings.csv", pd.DataFrame(values).to_csv(index=False, float_format="%.6g"))
 
 
 def _validation_ids(tuned: tuning.Study) -> str:
@@ -428,6 +432,10 @@ def _tables(table: dict[str, Any], scale: str, rows: pd.DataFrame, runs: pd.Data
     order = {"solver": SOLVER_ORDER, **(table.get("order") or {})}
     agg = aggregate(subset, groups, metrics, subset_runs if not subset_runs.empty else None,
                     _notes(subset_runs) if not subset_runs.empty else {}, order)
+    if table.get("legend"):  # a table of other rows than images (e.g. one per tuning study) says what it shows
+        agg.legend = table["legend"].strip()
+    if table.get("plain"):  # values to read, not to rank: nothing bold
+        agg.directions = {m: 0 for m in metrics}
     if table.get("pivot"):
         return [(table["name"], pivot(agg, table["pivot"], metrics[0]))]
     out = [(table["name"], agg)]
@@ -444,6 +452,8 @@ def _table_source(table: dict[str, Any], rows: pd.DataFrame, runs: pd.DataFrame,
     source = table.get("source", "rows")
     if source == "rows":
         return rows
+    if Path(source).stem == table["name"]:  # the table's own CSV would overwrite its source
+        raise ConfigError(f"table {table['name']!r} reads {source}, the file it writes; rename the table or its source")
     path = folder / source
     return pd.read_csv(path) if path.is_file() else None
 

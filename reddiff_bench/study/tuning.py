@@ -166,6 +166,7 @@ class Study:
         return self.folder / "trials" / f"{number:04d}"
 
     def load(self, seed: int = 0, startup_trials: int = 5) -> optuna.Study:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study loaded
         self.folder.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.JournalStorage(JournalFileBackend(str(self.journal)))
         return optuna.create_study(study_name=self.key, storage=storage, directions=directions(self.metrics),
@@ -265,7 +266,6 @@ def work(cfg: DictConfig) -> Study:
     the study has ``tune.trials`` finished (or running) trials, run and tell each; then ``finish``."""
     study = study_of(cfg)
     tune = cfg.tune
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # its matplotlib figures
     handle = study.load(int(tune.seed), int(tune.startup_trials))
     guard = FileLock(str(study.folder / "study.lock"))
@@ -371,7 +371,8 @@ def trials_frame(study: Study, handle: optuna.Study) -> pd.DataFrame:
     """One row per trial: its number, state, settings, objective values and cost (from its rows)."""
     records = []
     for t in handle.get_trials(deepcopy=False):
-        record: dict[str, Any] = {"trial": t.number, "state": t.state.name}
+        record: dict[str, Any] = {"trial": t.number, "state": t.state.name,
+                                  "published": "fixed_params" in t.system_attrs}  # enqueued: the solver's own
         record.update({f"param.{k}": v for k, v in t.params.items()})
         for m, v in zip(study.metrics, t.values or [None] * len(study.metrics)):
             record[m] = v
@@ -410,7 +411,7 @@ def finish(study: Study, handle: optuna.Study, cfg: DictConfig) -> dict[str, Any
     best = best_trial(study, handle)
     total = {k: float(frame[k].sum()) if k in frame else 0.0 for k in ("images", "nfe", "seconds", "wall_seconds")}
     cost = {"trials": int(len(frame)), "failed": int((frame["state"] == "FAIL").sum()),
-            "images_per_trial": int(cfg.tune.images), "images": int(total["images"]), "nfe": total["nfe"],
+            "images_per_trial": int(cfg.tune.images), "images_solved": int(total["images"]), "nfe": total["nfe"],
             "solve_seconds": total["seconds"], "wall_seconds": total["wall_seconds"],
             "device_hours": total["wall_seconds"] / 3600}  # the device is held for the trial's whole run
     atomic_write_text(study.folder / "cost.json", json.dumps(cost, indent=1))
@@ -437,13 +438,14 @@ def _rows_time(study: Study, number: int) -> float:
 
 def write_tuned(cfg: DictConfig, study: Study, entry: dict[str, Any]) -> Path:
     """The best settings of ``study`` into ``<conf_dir>/<model>/<task>.yaml`` (one file per model
-    and task, one entry per solver), under a lock (studies of other solvers write the same file)."""
+    and task, one entry per solver), under a lock in ``tune.dir`` (studies of other solvers write
+    the same file)."""
     model, task, solver = study.key.split("/")
     folder = Path(str(cfg.tune.get("conf_dir") or CONF_DIR / TUNED_GROUP))
     name = task if study.label == DEFAULT_OBJECTIVE else f"{task}__{study.label}"
     path = folder / model / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
+    with FileLock(str(Path(str(cfg.tune.dir)) / "tuned.lock")):  # the command's workers share tune.dir, not conf/
         spec = yaml.safe_load(path.read_text()) if path.is_file() else None
         block = (spec or {}).get("tuned") or {"model": model, "task": task, "solvers": {}}
         block["solvers"][solver] = entry
@@ -459,6 +461,7 @@ def studies_from_trials(frame: pd.DataFrame, order: list[str]) -> list[tuple[str
     """In-memory optuna studies rebuilt from committed trial rows (``tuning_trials.csv.gz``: one
     study per solver of ``frame``, in ``order``), for the figures that ``make tables`` redraws:
     ``(solver, study, objective label)``."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study rebuilt
     out = []
     solvers = sorted(frame["solver"].unique(), key=lambda s: (order.index(s) if s in order else len(order), s))
     for solver in solvers:
@@ -477,6 +480,7 @@ def studies_from_trials(frame: pd.DataFrame, order: list[str]) -> list[tuple[str
             complete = row["state"] == "COMPLETE"
             handle.add_trial(optuna.trial.create_trial(
                 params=params, distributions={k: distributions[k] for k in params},
+                user_attrs={"published": bool(row.get("published", False))},
                 values=[float(row[m]) for m in metrics] if complete else None,
                 state=optuna.trial.TrialState.COMPLETE if complete else optuna.trial.TrialState.FAIL))
         out.append((solver, handle, metrics[0]))
@@ -526,7 +530,7 @@ class TuningReport(Callback):
             cost = json.loads((path.parent / "cost.json").read_text()) if (path.parent / "cost.json").is_file() else {}
             done = frame[frame["state"] == "COMPLETE"]
             lines.append(f"  {path.parent.relative_to(root)}: {len(done)}/{len(frame)} trials complete, "
-                         f"{cost.get('images', 0)} images, {cost.get('nfe', 0):.0f} NFE, "
+                         f"{cost.get('images_solved', 0)} images, {cost.get('nfe', 0):.0f} NFE, "
                          f"{cost.get('wall_seconds', 0):.0f} s")
         if lines:
             print("tuning studies:\n" + "\n".join(lines), flush=True)
