@@ -19,7 +19,6 @@ from PIL import Image
 
 from reddiff_bench.run.settings import CONF_DIR, compose
 from reddiff_bench.study import studies as study_module
-from reddiff_bench.study.sweeps import expand_sweep
 from reddiff_bench.study.tables import aggregate, best_cells, pivot, to_latex, to_markdown
 
 from .conftest import REPO
@@ -175,7 +174,7 @@ def test_make_tables_rebuilds_the_committed_studies_exactly(tmp_path, monkeypatc
     for name in study_module.studies():
         for scale in study_module.SCALES:
             if scale in study_module.load_spec(name)["scales"]:
-                for path in study_module.build(name, scale):
+                for path in study_module.build(name, scale, figures=False):  # figures: the slow test below
                     if path.suffix in (".md", ".tex", ".csv"):
                         committed = REPO / "experiments" / path.relative_to(copy)
                         assert committed.is_file(), f"{committed} is not committed"
@@ -183,6 +182,27 @@ def test_make_tables_rebuilds_the_committed_studies_exactly(tmp_path, monkeypatc
                         built += 1
         assert study_module.write_readme(name).read_text() == (REPO / "experiments" / name / "README.md").read_text()
     assert built >= 20
+
+
+@pytest.mark.slow
+def test_every_committed_figure_is_redrawn_from_the_committed_files(tmp_path, monkeypatch):
+    """The figures that the fast rebuild above skips (the tuning study's histories and importances
+    among them): each one the specs name and whose data is committed is drawn again, not blank."""
+    copy = tmp_path / "experiments"
+    shutil.copytree(REPO / "experiments", copy)
+    monkeypatch.setattr(study_module, "EXPERIMENTS", copy)
+    for name in study_module.studies():
+        for scale in study_module.SCALES:
+            if not (REPO / "experiments" / name / scale / "rows.csv.gz").is_file():
+                continue
+            for path in study_module.build(name, scale):
+                committed = REPO / "experiments" / path.relative_to(copy)
+                if path.suffix == ".png":
+                    assert committed.is_file(), f"{committed} is not committed"
+                    with Image.open(path) as image:
+                        pixels = np.asarray(image.convert("RGB"))
+                    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 16, f"{path} is blank"
+    assert (copy / "tuning" / "offline" / "history_sr4.png").is_file()
 
 
 @pytest.mark.slow
@@ -226,7 +246,10 @@ def test_every_sweep_of_every_study_composes_as_the_study_launches_it(study, sca
         model, task = option.split("/")
         written = set()
         for entry, tune_overrides in (plan.get("tune") or {}).items():
-            for job in expand_sweep(study_module.tune_overrides(study, scale, entry, tune_overrides)):
+            by_task = {}  # one job per task: the tuned config is per model and task
+            for job in study_module.tuning_jobs(study, scale, entry, tune_overrides):
+                by_task.setdefault(next(o for o in job if o.startswith("task=")), job)
+            for job in by_task.values():
                 cfg = compose(job)
                 written.add(f"{cfg.hydra.runtime.choices.model}/{cfg.task.name}")
         assert option in written, f"no tuning entry of {study}/{scale} writes conf/tuned/{option}.yaml"
@@ -292,6 +315,7 @@ def test_the_dashboard_is_built_from_the_studys_metrics_and_needs_a_login_to_sav
     assert "needs a login" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_runs_log_their_group_job_type_tags_and_metric_directions(tmp_path):
     from .helpers import wandb_records
 

@@ -456,6 +456,7 @@ def test_a_two_job_sweep_runs_through_submitits_local_executor(tmp_path):
     assert "| ddim" in tables and "| reddiff" in tables
 
 
+@pytest.mark.slow
 def test_estimate_counts_each_solvers_calls_and_sums_the_hours(capsys):
     from reddiff_bench.cli.estimate import main
 

@@ -54,9 +54,13 @@ def _tune(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
     try:
-        sys.argv[1:] = arguments(sys.argv[1:])
+        sys.argv[1:] = arguments(argv)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

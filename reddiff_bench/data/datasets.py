@@ -73,7 +73,7 @@ class PhotoCrops:
             image = photo_tensor(name, self.scale)
             height, width = image.shape[1], image.shape[2]
             taken = [(r, c) for n, r, c in avoid if n == name]
-            allowed = torch.ones(height - self.size + 1, width - self.size + 1, dtype=torch.bool)
+            allowed = torch.ones(max(height - self.size + 1, 0), max(width - self.size + 1, 0), dtype=torch.bool)
             for r, c in taken:  # a crop whose corner is within size-1 pixels of a held-out one overlaps it
                 allowed[max(r - self.size + 1, 0) : r + self.size, max(c - self.size + 1, 0) : c + self.size] = False
             available = int(allowed.sum())

@@ -5,12 +5,10 @@ and one column per solver, with column titles)."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from optuna.exceptions import ExperimentalWarning
 from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
 from ..metrics.registry import metric
@@ -271,11 +269,17 @@ def tuning_importance(studies: list, stem: Path) -> list[Path]:
 
 
 def pareto_front(study, metrics: list[str], stem: Path) -> list[Path]:
-    """optuna's Pareto-front plot of a multi-objective study (the first two objectives)."""
-    from optuna.visualization import matplotlib as vis  # heavy, optional: imports matplotlib
-
-    _pyplot()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        axes = vis.plot_pareto_front(study, target_names=[_label(m) for m in metrics])
-    return save(axes.figure, stem)
+    """A multi-objective study's trials in its first two objectives, the Pareto front (optuna's
+    ``best_trials``) highlighted."""
+    plt = _pyplot()
+    done = [t for t in study.get_trials(deepcopy=False) if t.values is not None]
+    front = {t.number for t in study.best_trials}
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    for on_front, colour, label in ((False, "tab:gray", "trial"), (True, "tab:red", "Pareto front")):
+        points = [t.values[:2] for t in done if (t.number in front) == on_front]
+        if points:
+            ax.plot(*zip(*points), "o", color=colour, label=label, markersize=5)
+    ax.set_xlabel(_label(metrics[0]))
+    ax.set_ylabel(_label(metrics[1]))
+    ax.legend(fontsize=7)
+    return save(fig, stem)

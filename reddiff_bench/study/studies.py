@@ -230,10 +230,7 @@ def _collect_tuning(study: str, scale: str, tunes: dict[str, list[str]], target:
     published value, the tuned one and the search range)."""
     trials, costs, values = [], [], []
     for name, overrides in tunes.items():
-        jobs = expand_sweep(tune_overrides(study, scale, name, list(overrides)))
-        # a key swept both by the preset and on the command line: the command line's value wins
-        unique = {tuple(sorted({override_key(o): o for o in job}.items())): job for job in jobs}
-        for job in unique.values():
+        for job in tuning_jobs(study, scale, name, overrides):
             cfg = compose(job)
             tuned = tuning.study_of(cfg)
             path = tuned.folder / "trials.csv"
@@ -257,6 +254,13 @@ def _collect_tuning(study: str, scale: str, tunes: dict[str, list[str]], target:
                                                     compression={"method": "gzip", "mtime": 0})
         atomic_write_text(target / "tuning_studies.csv", pd.DataFrame(costs).to_csv(index=False, float_format="%.6g"))
         atomic_write_text(target / "tuning_settings.csv", pd.DataFrame(values).to_csv(index=False, float_format="%.6g"))
+
+
+def tuning_jobs(study: str, scale: str, name: str, overrides: list[str]) -> list[list[str]]:
+    """The jobs (one study each) of a tuning entry, once each: a key swept both by the preset and
+    on the command line takes the command line's values."""
+    jobs = expand_sweep(tune_overrides(study, scale, name, list(overrides)))
+    return list({tuple(sorted({override_key(o): o for o in job}.items())): job for job in jobs}.values())
 
 
 def _validation_ids(tuned: tuning.Study) -> str:
@@ -393,8 +397,9 @@ def _notes(runs: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def build(study: str, scale: str) -> list[Path]:
-    """Tables and figures of ``study`` at ``scale`` from its committed files; returns what it wrote."""
+def build(study: str, scale: str, figures: bool = True) -> list[Path]:
+    """Tables and figures (unless ``figures`` is false) of ``study`` at ``scale`` from its committed
+    files; returns what it wrote."""
     spec = load_spec(study)
     folder = data_dir(study, scale)
     if not (folder / "rows.csv.gz").is_file():
@@ -411,7 +416,7 @@ def build(study: str, scale: str) -> list[Path]:
                                                                  f"tab:{study}-{name}", best))
             atomic_write_text(stem.with_suffix(".csv"), agg.frame().to_csv(index=False, float_format="%.6g"))
             written += [stem.with_suffix(s) for s in (".md", ".tex", ".csv")]
-    for figure in spec.get("figures") or []:
+    for figure in (spec.get("figures") or []) if figures else []:
         written += _figure(figure, rows, runs, folder)
     return written
 

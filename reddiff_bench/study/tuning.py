@@ -31,7 +31,6 @@ import logging
 import math
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,7 +265,6 @@ def work(cfg: DictConfig) -> Study:
     the study has ``tune.trials`` finished (or running) trials, run and tell each; then ``finish``."""
     study = study_of(cfg)
     tune = cfg.tune
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # its matplotlib figures
     handle = study.load(int(tune.seed), int(tune.startup_trials))
     guard = FileLock(str(study.folder / "study.lock"))
     with guard:
