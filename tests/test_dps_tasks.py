@@ -92,6 +92,7 @@ def same_distribution(ours: np.ndarray, theirs: np.ndarray) -> bool:
     return all(stats.ks_2samp(ours[:, j], theirs[:, j]).pvalue > 1e-3 for j in range(ours.shape[1]))
 
 
+@pytest.mark.slow
 def test_motion_kernels_follow_dps_distribution_and_the_old_generator_does_not():
     """Seeded per image (DPS draws one unseeded kernel per run): RMS radius, support and peak
     distributed as 500 kernels of the package (median radius 10.5 px); the project's earlier random

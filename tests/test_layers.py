@@ -106,6 +106,7 @@ def test_no_module_uses_another_modules_private_names(module, path):
             pytest.fail(f"{module}:{node.lineno} uses the private {ast.unparse(node)}")
 
 
+@pytest.mark.slow
 def test_every_module_imports_on_its_own():
     """Each module imported first in a fresh interpreter: an import cycle shows up as an error
     only for the module that enters it first."""

@@ -73,6 +73,7 @@ def test_every_command_answers_help(command, capsys):
     assert f"python -m reddiff_bench {command}" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_python_dash_m_dispatches_a_command_and_lists_them():
     proc = subprocess.run([sys.executable, "-m", "reddiff_bench", "report", "--help"], capture_output=True,
                           text=True, timeout=120, cwd=REPO)

@@ -140,6 +140,7 @@ def write_study(root: Path) -> None:
              rows=np.array(["a", "b"]))
 
 
+@pytest.mark.slow
 def test_every_table_and_figure_is_built_from_a_tree_of_rows(tmp_path, monkeypatch):
     write_study(tmp_path)
     monkeypatch.setattr(study_module, "EXPERIMENTS", tmp_path)
