@@ -86,6 +86,10 @@ def test_a_study_folder_serves_one_configuration(tmp_path):
                             *tune_overrides(tmp_path)])
     with pytest.raises(ConfigError, match="already holds the tuning of another configuration"):
         tuning.work(other)
+    more_images = compose_config([*GAUSSIAN, "solver=pinv", "tune.trials=1", "tune.images=2",
+                                  *tune_overrides(tmp_path)])
+    with pytest.raises(ConfigError, match="was tuned with tune.images=1"):
+        tuning.work(more_images)
     more_trials = compose_config([*GAUSSIAN, "solver=pinv", "tune.trials=2", "tune.images=1",
                                   *tune_overrides(tmp_path)])
     assert len(pd.read_csv(tuning.work(more_trials).folder / "trials.csv")) == 2  # a larger budget extends it

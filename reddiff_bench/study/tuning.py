@@ -291,8 +291,8 @@ def check_owner(cfg: DictConfig, study: Study) -> None:
     recorded in ``study.json`` by its first worker; a job of another configuration that maps to the
     same folder (e.g. a sweep over dataset.dim, which the folder's name does not hold) is refused."""
     ident = config_hash(identity(resolved(cfg)))
-    record = {"config_hash": ident, "objective": study.metrics, "trials": study.trials,
-              "images": int(cfg.tune.images)}
+    record = {"config_hash": ident, "objective": study.metrics, "images": int(cfg.tune.images),
+              "samples": int(cfg.tune.samples), "test_images": cfg.tune.get("test_images")}
     path = study.folder / "study.json"
     if path.is_file():
         known = json.loads(path.read_text())
@@ -300,6 +300,11 @@ def check_owner(cfg: DictConfig, study: Study) -> None:
             raise ConfigError(f"{study.folder} already holds the tuning of another configuration of {study.key} (its "
                               f"config hash {known.get('config_hash')}, this one {ident}): a sweep over a setting the "
                               f"folder's name does not hold? Give each its own tune.dir.")
+        changed = [k for k in ("images", "samples", "test_images") if known.get(k) != record[k]]
+        if changed:  # its finished trials were scored on other images: one study, one objective
+            raise ConfigError(f"{study.folder} was tuned with " + ", ".join(f"tune.{k}={known.get(k)}" for k in changed)
+                              + "; run it with the same values (only tune.trials may grow), or give it another "
+                                "tune.dir.")
         return
     atomic_write_text(path, json.dumps(record, indent=1))
 
