@@ -80,7 +80,7 @@ def test_prior_predict_is_consistent_and_counts_calls():
     x_req = x_t.clone().requires_grad_(True)
     prior.predict(x_req, t).x0.sum().backward()
     assert prior.counter.nfe == 2 and prior.counter.vjp == 1
-    with pytest.raises(ValueError, match="takes images of shape"):
+    with pytest.raises(ValueError, match="takes inputs of shape"):
         prior.predict(torch.randn(1, 3, 4, 4), 0)
 
 

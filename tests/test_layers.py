@@ -21,7 +21,7 @@ PACKAGE = REPO / "reddiff_bench"
 CONTRACT = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
 # packages heavy enough to import only where they are used (seconds of start-up, or optional)
 HEAVY = {"wandb", "wandb_workspaces", "diffusers", "lpips", "pytorch_fid", "torchvision", "matplotlib", "sklearn",
-         "skimage", "submitit"}
+         "skimage", "submitit", "transformers"}
 
 
 def lint_imports(root: Path, config: Path) -> subprocess.CompletedProcess:

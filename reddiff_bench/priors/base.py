@@ -27,22 +27,38 @@ class CallCounter:
     nfe: int = 0  # denoiser evaluations per image
     vjp: int = 0  # vector-Jacobian products through the network per image
     calls: int = 0  # network calls (one call may hold several evaluations per image)
+    # latent priors: autoencoder passes per image, forward and backward (pixel priors keep 0)
+    decoder: int = 0
+    decoder_vjp: int = 0
+    encoder: int = 0
+    encoder_vjp: int = 0
+
+    # counter field -> row column
+    COLUMNS = {"nfe": "nfe", "vjp": "vjp", "decoder": "decoder_calls", "decoder_vjp": "decoder_vjp",
+               "encoder": "encoder_calls", "encoder_vjp": "encoder_vjp"}
 
     def reset(self) -> None:
-        self.nfe = 0
-        self.vjp = 0
-        self.calls = 0
+        for name in (*self.COLUMNS, "calls"):
+            setattr(self, name, 0)
+
+    def columns(self) -> dict[str, int]:
+        """The per-image cost columns of a row: ``nfe``, ``vjp``, and the autoencoder's passes
+        (``decoder_calls``, ``decoder_vjp``, ``encoder_calls``, ``encoder_vjp``; 0 for pixel priors)."""
+        return {column: getattr(self, name) for name, column in self.COLUMNS.items()}
 
 
 class DiffusionPrior(torch.nn.Module):
     """Base class of every prior. Subclasses implement :meth:`network` (native prediction)."""
 
     prediction_type: str = "eps"  # or "x0", or "v" (sqrt(abar) eps - sqrt(1 - abar) x0)
+    space: str = "pixel"  # "latent": a latent prior (priors/latent.py), for latent solvers only
+    passes: int = 1  # network passes per evaluation (2 under classifier-free guidance), counted in the NFE
 
     def __init__(self, schedule: VPSchedule, image_shape: tuple[int, int, int], name: str):
         super().__init__()
         self.schedule = schedule
         self.image_shape = tuple(int(s) for s in image_shape)
+        self.state_shape = self.image_shape  # what the network takes (a latent prior's latents)
         self.name = name
         self.counter = CallCounter()
         # the range of clean data: images are in [-1, 1] (the project's convention); vectors (the
@@ -59,18 +75,18 @@ class DiffusionPrior(torch.nn.Module):
         ``evaluations``: how many denoiser evaluations per image (per output sample) this call
         holds, when a solver stacks several per image into one batched call (RED-Diff parallel's K
         timesteps, MCGdiff's particles); the call counts that many NFEs (and VJPs)."""
-        if x_t.shape[1:] != self.image_shape:
+        if x_t.shape[1:] != self.state_shape:
             raise ValueError(
-                f"prior {self.name!r} takes images of shape {self.image_shape}, got {tuple(x_t.shape[1:])}"
+                f"prior {self.name!r} takes inputs of shape {self.state_shape}, got {tuple(x_t.shape[1:])}"
             )
         t = torch.as_tensor(t, device=x_t.device).long()
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
         out = self.network(x_t, t)
-        self.counter.nfe += int(evaluations)
+        self.counter.nfe += int(evaluations) * self.passes
         self.counter.calls += 1
         if out.requires_grad:
-            out.register_hook(lambda grad: self._count_vjp(grad, int(evaluations)))
+            out.register_hook(lambda grad: self._count_vjp(grad, int(evaluations) * self.passes))
         if self.prediction_type == "eps":
             return Prediction(eps=out, x0=self.schedule.x0_from_eps(x_t, t, out))
         if self.prediction_type == "v":

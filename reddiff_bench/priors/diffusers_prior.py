@@ -40,11 +40,14 @@ class DiffusersPrior(DiffusionPrior):
         self.unet = unet.eval().requires_grad_(False)
         self.autocast = autocast
 
-    def network(self, x_t: Tensor, t: Tensor) -> Tensor:
+    def autocast_context(self, x_t: Tensor):
+        """Mixed precision on CUDA when asked; float32 elsewhere."""
         dtype = _AUTOCAST[self.autocast]
         use = dtype is not None and x_t.device.type == "cuda"
-        ctx = torch.autocast("cuda", dtype=dtype) if use else contextlib.nullcontext()
-        with ctx:
+        return torch.autocast("cuda", dtype=dtype) if use else contextlib.nullcontext()
+
+    def network(self, x_t: Tensor, t: Tensor) -> Tensor:
+        with self.autocast_context(x_t):
             out = self.unet(x_t, t).sample
         return out[:, : self.image_shape[0]].to(x_t.dtype)
 

@@ -50,7 +50,7 @@ from .loggers import NullLogger
 from .outputs import has_output, load_estimate, load_measurements, save_measurement, save_output, task_signature
 from .profile import MemoryProfile
 from .references import folder_reference
-from .settings import apply_tuned, check_run_settings, resolve_device, resolved
+from .settings import apply_tuned, check_run_settings, check_spaces, resolve_device, resolved
 from .store import DATASET_IDS, RunOwnership, RunStore
 
 log = logging.getLogger(__name__)
@@ -201,6 +201,7 @@ def make_context(cfg: DictConfig, run_dir: Path, device: torch.device, processes
     problems = reference_problems(cfg)
     if problems:
         raise ConfigError("; ".join(problems))
+    check_spaces(cfg, cfg.get("solver_name"), _hydra_choices().get("model"))
     dataset = instantiate_group(cfg.dataset, "dataset")
     task: Task = instantiate_group(cfg.task, "task")
     solver = instantiate_group(cfg.solver, "solver")
@@ -323,6 +324,10 @@ def preflight(context: RunContext, todo: list[int]) -> None:
     """Before any image is solved: the images fit the model, the solver can do the task, its step
     count fits the model's schedule."""
     cfg, dataset, task, solver, prior = context.cfg, context.dataset, context.task, context.solver, context.prior
+    spaces = getattr(prior, "space", "pixel"), getattr(solver, "space", "pixel")
+    if spaces[0] != spaces[1]:  # a custom model target the config check could not see
+        raise ConfigError(f"solver {cfg.solver_name!r} is a {spaces[1]} solver and model {prior.name!r} a {spaces[0]} "
+                          f"prior: choose a {spaces[0]} solver, or a {spaces[1]} model")
     steps, T = getattr(solver, "steps", None), prior.schedule.num_steps
     if steps is not None and steps > T:
         raise ConfigError(f"solver.steps must be an integer in 1..{T} for model {prior.name!r} (its schedule has "
@@ -392,8 +397,7 @@ class Solved:
     seconds: float
     peak_mem_mb: float
     peak_mem_kind: str
-    nfe: int
-    vjp: int
+    counts: dict[str, int]  # nfe, vjp and the autoencoder's passes (CallCounter.columns)
     diagnostics: dict[str, float]
 
 
@@ -448,16 +452,16 @@ def solve(context: RunContext, image_ids: list[str], measured: Measurement, firs
     n = context.n_samples
     if n == 1:
         generators = [make_generator(context.seed, "solver", i) for i in image_ids]
-        result, cost, nfe, vjp = timed_solve(context, measured.operator, measured.y, generators, first)
+        result, cost, counts = timed_solve(context, measured.operator, measured.y, generators, first)
         return [Solved(result.x0[k : k + 1].detach(), cost.seconds / len(image_ids), cost.peak_mem_mb,
-                       cost.peak_mem_kind, nfe, vjp, {name: float(v[k]) for name, v in result.diagnostics.items()})
+                       cost.peak_mem_kind, counts, {name: float(v[k]) for name, v in result.diagnostics.items()})
                 for k in range(len(image_ids))]
     out = []
     for k, image_id in enumerate(image_ids):
         y_k = measured.y[k : k + 1].expand(n, *measured.y.shape[1:])
         stream = SampleStream(make_generator(context.seed, "solver", image_id), n)  # the samples share one stream
-        result, cost, nfe, vjp = timed_solve(context, measured.singles[k], y_k, stream, first and k == 0)
-        out.append(Solved(result.x0.detach(), cost.seconds / n, cost.peak_mem_mb, cost.peak_mem_kind, nfe, vjp,
+        result, cost, counts = timed_solve(context, measured.singles[k], y_k, stream, first and k == 0)
+        out.append(Solved(result.x0.detach(), cost.seconds / n, cost.peak_mem_mb, cost.peak_mem_kind, counts,
                           {name: float(v.float().mean()) for name, v in result.diagnostics.items()}))
     return out
 
@@ -482,7 +486,7 @@ def timed_solve(context: RunContext, operator: Operator, y: Tensor, generators, 
     steps.close()
     if profile is not None:
         profile.end_batch()
-    return result, cost.result, prior.counter.nfe, prior.counter.vjp
+    return result, cost.result, prior.counter.columns()
 
 
 def score(context: RunContext, image_id: str, x: Tensor, measured: Measurement, k: int, solved: Solved,
@@ -523,8 +527,8 @@ def score(context: RunContext, image_id: str, x: Tensor, measured: Measurement, 
             save_output(context.run_dir / "outputs", image_id, estimate[0], samples if n > 1 else None)
     row.update(solved.diagnostics)
     row.update(n_samples=n, measurement_hash=measured.hashes[k], config_hash=context.store.chash,
-               batch_size=batch if n == 1 else n, **context.provenance(), nfe=solved.nfe, vjp=solved.vjp,
-               seconds=solved.seconds, peak_mem_mb=solved.peak_mem_mb, peak_mem_kind=solved.peak_mem_kind)
+               batch_size=batch if n == 1 else n, **context.provenance(), **solved.counts, seconds=solved.seconds,
+               peak_mem_mb=solved.peak_mem_mb, peak_mem_kind=solved.peak_mem_kind)
     return row
 
 

@@ -25,6 +25,7 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..checks import check_number
@@ -135,6 +136,42 @@ def check_run_settings(cfg: DictConfig) -> None:
             check_number(key, value, **limits)
         except ValueError as err:
             raise ConfigError(str(err)) from None
+
+
+def space_of(target: str) -> str:
+    """``pixel`` or ``latent``: the ``space`` of a solver class or model factory (pixel when unset)."""
+    try:
+        return str(getattr(get_object(target), "space", "pixel"))
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"cannot import {target!r}: {err}") from err
+
+
+def group_spaces(group: str) -> dict[str, list[str]]:
+    """The options of a config group (``solver``, ``model``) by space, from their ``_target_``."""
+    out: dict[str, list[str]] = {}
+    for path in sorted((CONF_DIR / group).glob("*.yaml")):
+        target = OmegaConf.load(path).get("_target_")
+        if target:
+            out.setdefault(space_of(str(target)), []).append(path.stem)
+    return out
+
+
+def check_spaces(cfg: DictConfig, solver_name: str | None = None, model_name: str | None = None) -> None:
+    """A pixel solver on a latent prior, or a latent solver on a pixel prior, is refused before any
+    work, with the solvers that fit the model and the models that fit the solver."""
+    model_target, solver_target = OmegaConf.select(cfg, "model._target_"), OmegaConf.select(cfg, "solver._target_")
+    if not model_target or not solver_target:
+        return
+    model_space, solver_space = space_of(str(model_target)), space_of(str(solver_target))
+    if model_space != solver_space:
+        solver_name = solver_name or str(solver_target).rsplit(".", 1)[-1]
+        model_name = model_name or str(model_target).rsplit(".", 1)[-1]
+        raise ConfigError(
+            f"solver {solver_name!r} is a {solver_space} solver and model {model_name!r} a {model_space} prior: "
+            f"they do not fit. Solvers for model {model_name!r}: "
+            f"{', '.join(group_spaces('solver').get(model_space, []))}; "
+            f"or a {solver_space} model for solver {solver_name!r}: "
+            f"{', '.join(group_spaces('model').get(solver_space, []))}.")
 
 
 def resolve_device(name: str) -> torch.device:
