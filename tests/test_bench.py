@@ -10,7 +10,7 @@ from reddiff_bench.study.bench import problem, recorded_calls, replay, solve_cal
 from .test_smoke import solver_for
 
 
-@pytest.mark.parametrize("name", solver_names())
+@pytest.mark.parametrize("name", solver_names("pixel"))
 def test_the_floor_replays_the_solvers_own_network_calls(name, photo_prior):
     task, operator, y = problem(16, 2, "cpu")
     solver = solver_for(name)  # its YAML's settings, shrunk for speed

@@ -74,8 +74,8 @@ def mean_error(z, post) -> float:
 # samplers whose spread is right; it cannot separate a collapsed spread from the prior.
 CASES = {
     "latent_dps": (LatentDPS(steps=200), LatentDPS(steps=200, zeta=0.0), 0.3, None),
-    "psld": (PSLD(steps=200, omega=0.3), PSLD(steps=200, omega=0.0, gamma=0.0), 1.2, 0.3),
-    "resample": (ReSample(steps=100, pixel_iters=200, latent_iters=100, window=50),
+    "latent_psld": (PSLD(steps=200, omega=0.3), PSLD(steps=200, omega=0.0, gamma=0.0), 1.2, 0.3),
+    "latent_resample": (ReSample(steps=100, pixel_iters=200, latent_iters=100, window=50),
                  ReSample(steps=100, dps_scale=0.0, pixel_iters=0, latent_iters=0), 0.3, 0.15),
     "latent_daps": (LatentDAPS(annealing_steps=25, langevin_steps=30, lr=1e-5),
                     LatentDAPS(annealing_steps=25, langevin_steps=30, lr=1e-5, tau=1e6), 0.3, 0.3),

@@ -12,6 +12,7 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from reddiff_bench.run.pipeline import run
+from reddiff_bench.study.bench import solver_names
 
 from .conftest import REPO, SMALL_GMM
 from .helpers import compose_config, wandb_summary
@@ -133,7 +134,7 @@ def test_gmm_posterior_quick_sweep_prints_its_table(tmp_path):
     tables = list(tmp_path.rglob("table.md"))
     assert len(tables) == 1
     text = tables[0].read_text()
-    solvers = [p.stem for p in (REPO / "conf" / "solver").glob("*.yaml") if p.stem != "pinv"]
+    solvers = [name for name in solver_names("pixel") if name != "pinv"]
     for solver in solvers:
         assert f"| {solver} " in text
     assert "SW2 to posterior ↓" in text and "±" in text

@@ -10,13 +10,14 @@ from hydra.utils import instantiate
 
 from reddiff_bench.diffusion import make_generator
 from reddiff_bench.operators import SVDOperator
+from reddiff_bench.study.bench import solver_names
 
 from .conftest import CONF, NOT_AT_16, REPO, USER_FILE_TASKS
 from .helpers import compose_config
 from .test_operators import small_overrides
 
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml") if p.stem not in ("random_matrix", *NOT_AT_16))
-SOLVERS = sorted(p.stem for p in (CONF / "solver").glob("*.yaml"))
+SOLVERS = solver_names("pixel")  # the latent solvers: tests/test_latent.py
 
 
 @functools.cache

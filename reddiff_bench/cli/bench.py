@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side", type=int, default=64)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--solvers", default=",".join(bench.solver_names()), help="the floor's solvers (default: all)")
+    parser.add_argument("--solvers", default=",".join(bench.solver_names("pixel")),
+                        help="the floor's solvers (default: every pixel solver)")
     parser.add_argument("--scaling", default="reddiff,dps,pgdm,ddrm", help="the solvers of the scaling rows")
     parser.add_argument("--sides", default="32,64,128")
     parser.add_argument("--batches", default="1,2,4")
@@ -30,9 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     device = resolve_device(args.device)
-    unknown = set(args.solvers.split(",")) - set(bench.solver_names())
+    unknown = set(args.solvers.split(",")) - set(bench.solver_names("pixel"))
     if unknown:
-        parser.error(f"unknown solver(s) {sorted(unknown)}; conf/solver/ has {bench.solver_names()}")
+        parser.error(f"unknown or latent solver(s) {sorted(unknown)}: the floor runs on a pixel ADM; conf/solver/ has "
+                     f"the pixel solvers {bench.solver_names('pixel')}")
     rows = bench.floor_rows(args.model, args.solvers.split(","), args.side, args.batch, args.steps, args.repeats,
                             device)
     rows += bench.scaling_rows(args.model, args.scaling.split(","), args.side, args.batch,

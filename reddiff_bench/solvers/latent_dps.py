@@ -8,7 +8,7 @@ The step is the pixel solver's (``solvers/dps.py``: DDPM ancestral sampling on t
 Defaults: 1000 steps, ``zeta`` 1 (LituRout/PSLD d734647 ``scripts/inverse.py``: ``--omega 1``, the
 measurement weight, with ``--gamma 0`` for LDPS). Deviation: PSLD's code runs LDPS with DDIM
 ``eta`` 0 (its ``--ddim_eta`` default); this is DPS's ancestral step, as the DPS paper defines it.
-PSLD itself, with its DDIM step and gluing term, is ``solver=psld``.
+PSLD itself, with its DDIM step and gluing term, is ``solver=latent_psld``.
 """
 
 from __future__ import annotations

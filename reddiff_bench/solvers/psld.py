@@ -43,11 +43,11 @@ class PSLD:
     def check(operator: Operator) -> None:
         if not isinstance(operator, LinearOperator):
             raise ValueError(f"PSLD's gluing term needs a linear operator with a pseudo-inverse; "
-                             f"{type(operator).__name__} is not one: choose latent_dps, latent_daps or resample")
+                             f"{type(operator).__name__} is not one: choose latent_dps, latent_daps or latent_resample")
 
     def solve(self, prior, operator: Operator, y: Tensor, *, sigma_y: float, generators: list[torch.Generator],
               callback: Callback | None = None) -> SolverResult:
-        require_latent_prior("psld", prior)
+        require_latent_prior("latent_psld", prior)
         if self.gamma > 0:
             self.check(operator)
         shape, schedule = tuple(prior.latent_shape), prior.schedule

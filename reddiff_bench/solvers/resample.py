@@ -90,7 +90,7 @@ class ReSample:
 
     def solve(self, prior, operator: Operator, y: Tensor, *, sigma_y: float, generators: list[torch.Generator],
               callback: Callback | None = None) -> SolverResult:
-        require_latent_prior("resample", prior)
+        require_latent_prior("latent_resample", prior)
         shape, schedule = tuple(prior.latent_shape), prior.schedule
         support = operator.y_support(y)
         z = randn_per_sample(generators, shape, y)

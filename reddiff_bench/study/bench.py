@@ -30,12 +30,15 @@ from ..diffusion import make_generator
 from ..metrics.cost import best_of
 from ..operators import BoxInpainting
 from ..priors.adm import random_adm_prior
-from ..run.settings import CONF_DIR, compose
+from ..run.settings import CONF_DIR, compose, group_spaces
 from ..tasks import GaussianNoise, Task
 
 
-def solver_names() -> list[str]:
-    """Every solver option of ``conf/solver/``: the one solver list."""
+def solver_names(space: str | None = None) -> list[str]:
+    """Every solver option of ``conf/solver/`` (the one solver list), or those of one ``space``
+    (``pixel``: the ones an ADM prior takes; ``latent``)."""
+    if space is not None:
+        return sorted(group_spaces("solver").get(space, []))
     return sorted(p.stem for p in (CONF_DIR / "solver").glob("*.yaml"))
 
 

@@ -58,7 +58,8 @@ EXPERIMENTS = REPO / "experiments"
 OUTPUTS = REPO / "outputs" / "studies"
 SCALES = ("offline", "paper")
 SOLVER_ORDER = ["reddiff", "reddiff_parallel", "dps", "pgdm", "ddrm", "ddnm", "diffpir", "daps", "mcgdiff", "ddim",
-                "pinv"]  # the order of rows and columns in tables: every option of conf/solver/ once (tested)
+                "pinv", "latent_reddiff", "latent_dps", "latent_psld", "latent_resample", "latent_daps"]
+# the order of rows and columns in tables: every option of conf/solver/ once (tested), pixel solvers first
 
 
 def studies() -> list[str]:
