@@ -26,13 +26,14 @@ def posterior_metrics(prior, operator: Operator, y: Tensor, samples: Tensor, x: 
     from the generator of (seed, "posterior", task, image)), distances to the mean and the nearest
     mode. Empty when the prior has no exact posterior for this operator.
 
-    With an exact prior density (``prior.log_prob``), whatever the operator: ``prior_nll``, the
+    With an exact prior density (``prior.log_prob``; not for a mixture with singular covariances,
+    such as a latent prior's pixel view), whatever the operator: ``prior_nll``, the
     negative log-density of the outputs under the prior in nats per dimension (the mean over the
     samples), and ``prior_nll_truth``, the same of the ground truth: a realism measure that a point
     estimate is judged by too (an average of modes sits where the prior has little mass; a typical
     prior draw scores about the truth's value)."""
     realism = {}
-    if hasattr(prior, "log_prob"):
+    if hasattr(prior, "log_prob") and getattr(prior, "has_density", True):
         d_all = samples[0].numel()
         realism = {"prior_nll": float(-prior.log_prob(samples).mean() / d_all),
                    "prior_nll_truth": float(-prior.log_prob(x[None]).mean() / d_all)}

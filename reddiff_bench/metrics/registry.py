@@ -43,6 +43,10 @@ METRICS: dict[str, Metric] = {
     "sample_std": Metric("Sample std", 0, 3),
     "nfe": Metric("NFE", -1, 4),
     "vjp": Metric("VJP", -1, 4),
+    "decoder_calls": Metric("Decoder calls", -1, 4),  # latent priors: autoencoder passes per image
+    "decoder_vjp": Metric("Decoder VJP", -1, 4),
+    "encoder_calls": Metric("Encoder calls", -1, 4),
+    "encoder_vjp": Metric("Encoder VJP", -1, 4),
     "seconds": Metric("Seconds / image", -1, 3),
     "peak_mem_mb": Metric("Peak memory (MiB)", -1, 4),
     "fid": Metric("FID", -1, 4, level=RUN),

@@ -196,6 +196,8 @@ class GMMPrior(DiffusionPrior):
         # reference posteriors (not a submodule, so .to(device) leaves it alone).
         self.mixture = copy.deepcopy(mixture).float()
         self.reference = (copy.deepcopy(mixture).double().cpu(),)
+        # a mixture with singular covariances (the pixel view of a latent prior) has no density in R^d
+        self.has_density = bool((mixture.evals > 0).all())
 
     def network(self, x_t: Tensor, t: Tensor) -> Tensor:
         flat = x_t.reshape(x_t.shape[0], -1)

@@ -145,16 +145,17 @@ def push_forward(mixture: GaussianMixture, W: Tensor, b: Tensor) -> GaussianMixt
 
 
 def linear_decoder(pixel: GaussianMixture, k: int, kind: str, seed: int) -> tuple[Tensor, Tensor]:
-    """``W`` (d, k) and ``b`` (d,): ``pca``, the mixture's top-k principal directions scaled by their
-    standard deviations (latents of unit variance, as an autoencoder's scaled latents are), and its
-    mean; ``random``, a Gaussian matrix of the same overall scale."""
+    """``W`` (d, k) and ``b`` (d,): ``pca``, the mixture's top-k principal directions, all scaled by one
+    factor that gives the latents unit variance on average (as Stable Diffusion's scale factor does:
+    its latents are not whitened), and the mixture's mean; ``random``, a Gaussian matrix of the same
+    overall scale."""
     mean = pixel.mean()
     centred = pixel.means - mean
     cov = torch.einsum("k,kij->ij", pixel.weights, pixel.covariances() + centred[:, :, None] * centred[:, None, :])
     evals, evecs = torch.linalg.eigh(0.5 * (cov + cov.T))
     top_vals, top_vecs = evals.flip(0)[:k].clamp_min(1e-12), evecs.flip(1)[:, :k]
     if kind == "pca":
-        return top_vecs * top_vals.sqrt()[None], mean
+        return top_vecs * top_vals.mean().sqrt(), mean
     if kind == "random":
         g = torch.Generator().manual_seed(seed)
         W = torch.randn(pixel.dim, k, generator=g, dtype=torch.float64) * (top_vals.mean() / pixel.dim).sqrt()
@@ -397,12 +398,13 @@ SD_V1 = dict(
 
 
 @latent_factory
-def random_ldm_prior(latent_size: int = 64, seed: int = 0, name: str = "ldm_random") -> LatentPrior:
+def random_ldm_prior(latent_size: int = 64, seed: int = 0, name: str | None = None) -> LatentPrior:
     """The LDM CelebA-HQ architecture (VQ f4 + UNet2DModel) with random weights, latents of side
     ``latent_size`` (64: 256-pixel images)."""
     _need_diffusers("model=ldm_random")
     from diffusers import UNet2DModel, VQModel  # heavy, optional: imported when used
 
+    name = name or f"ldm_random-{latent_size * 4}px"
     torch.manual_seed(seed)
     unet = UNet2DModel(sample_size=latent_size, **LDM_CELEBAHQ["unet"])
     vae = VQModel(sample_size=latent_size * 4, **LDM_CELEBAHQ["vae"])
@@ -413,12 +415,13 @@ def random_ldm_prior(latent_size: int = 64, seed: int = 0, name: str = "ldm_rand
 
 @latent_factory
 def random_sd_prior(latent_size: int = 64, guidance_scale: float = 1.0, seed: int = 0,
-                    name: str = "sd_random") -> LatentPrior:
+                    name: str | None = None) -> LatentPrior:
     """The Stable Diffusion 1.x architecture (KL f8 + UNet2DConditionModel) with random weights and
     a random prompt embedding, latents of side ``latent_size`` (64: 512-pixel images)."""
     _need_diffusers("model=sd_random")
     from diffusers import AutoencoderKL, UNet2DConditionModel  # heavy, optional: imported when used
 
+    name = name or f"sd_random-{latent_size * 8}px"
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(sample_size=latent_size, **SD_V1["unet"])
     vae = AutoencoderKL(sample_size=latent_size * 8, **SD_V1["vae"])
