@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from reddiff_bench.cli.estimate import main as estimate_main
 from reddiff_bench.diffusion import SampleStream, VPSchedule, make_generator
 from reddiff_bench.errors import ConfigError
 from reddiff_bench.metrics.distribution import sliced_wasserstein
@@ -26,6 +27,7 @@ from reddiff_bench.run.pipeline import run
 from reddiff_bench.run.settings import check_spaces
 from reddiff_bench.solvers import DDIM, PSLD, LatentDAPS, LatentDPS, LatentREDDiff, ReSample
 from reddiff_bench.solvers.latent import DecodedOperator, fit_per_image
+from reddiff_bench.study.estimate import seconds_per_call
 from reddiff_bench.tasks import GaussianNoise, Task
 
 from .helpers import compose_config
@@ -232,3 +234,28 @@ def test_the_random_weight_latent_architectures_run_one_image_under_each_latent_
         assert out.shape == (1, *prior.image_shape) and bool(torch.isfinite(out).all()), name
         columns = prior.counter.columns()
         assert {k: columns[k] for k in counts} == counts, (name, columns)
+
+
+@pytest.mark.slow
+def test_the_estimate_counts_the_autoencoder_passes_of_latent_jobs_and_times_them(capsys, tmp_path):
+    """GPU-hours of latent jobs: the decoder and encoder passes per image come from a stand-in
+    latent prior; their seconds are required (or measured), never taken as zero."""
+    latent = ["model=gmm_latent", "dataset=photos", "solver=latent_dps,latent_psld", "task=inpaint_box"]
+    base = ["--seconds-per-nfe", "0.01", "--seconds-per-vjp", "0.02"]
+    assert estimate_main([*latent, *base]) == 2
+    assert "--seconds-per-decoder-calls" in capsys.readouterr().err
+    autoencoder = ["--seconds-per-decoder-calls", "0.05", "--seconds-per-decoder-vjp", "0.1",
+                   "--seconds-per-encoder-calls", "0.03", "--seconds-per-encoder-vjp", "0.06"]
+    assert estimate_main([*latent, *base, *autoencoder]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in out.splitlines()
+            if "solver=" in line}
+    # images, NFE, VJP, decoder calls and VJPs, encoder calls and VJPs; seconds per image
+    assert rows["model=gmm_latent dataset=photos solver=latent_dps task=inpaint_box"][:8] == [
+        "8", "1000", "1000", "1001", "1000", "0", "0", "180.1"]
+    assert rows["model=gmm_latent dataset=photos solver=latent_psld task=inpaint_box"][:8] == [
+        "8", "1000", "1000", "1001", "1000", "1000", "1000", "270.1"]
+    cfg = compose_config(["model=gmm_latent", f"paths.cache_dir={tmp_path}", "model.n_crops=400", "model.max_iter=5",
+                          "model.n_components=2"])
+    seconds, _ = seconds_per_call(cfg, torch.device("cpu"), repeats=1)
+    assert all(seconds[k] > 0 for k in ("nfe", "decoder_calls", "encoder_calls")), seconds

@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
                                      epilog="Other arguments are Hydra overrides, as for python -m reddiff_bench.")
     parser.add_argument("--seconds-per-nfe", type=float, help="seconds of one forward call per image")
     parser.add_argument("--seconds-per-vjp", type=float, help="seconds of one backward pass per image")
+    for name in ("decoder-calls", "decoder-vjp", "encoder-calls", "encoder-vjp"):  # latent priors
+        what = name.replace("-calls", " pass").replace("-vjp", " VJP")
+        parser.add_argument(f"--seconds-per-{name}", type=float, help=f"latent priors: seconds per image of one {what}")
     parser.add_argument("--measure", action="store_true", help="time the model here (its device: cuda when present)")
     args, overrides = parser.parse_known_args(argv)
     if not args.measure and (args.seconds_per_nfe is None or args.seconds_per_vjp is None):
@@ -30,19 +33,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.measure:
             first = compose(jobs[0])
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-            s_nfe, s_vjp, what = estimate.seconds_per_call(first, device)
-            print(f"measured on {device}: {what}: {s_nfe:.4g} s per forward call and {s_vjp:.4g} s per backward "
-                  f"pass, per image at batch size {first.batch_size}")
+            seconds, what = estimate.seconds_per_call(first, device)
+            timed = ", ".join(f"{value:.4g} s per {key}" for key, value in seconds.items() if value)
+            print(f"measured on {device}: {what}: {timed}, per image at batch size {first.batch_size}")
         else:
-            s_nfe, s_vjp = args.seconds_per_nfe, args.seconds_per_vjp
-        table = estimate.estimate(jobs, s_nfe, s_vjp)
+            seconds = {key: getattr(args, f"seconds_per_{key}") for key in estimate.COSTS}
+        table = estimate.estimate(jobs, seconds)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(table.to_markdown(index=False, floatfmt=".4g"))
     source = f"timed on {device}" if args.measure else "at the given seconds per call"
     print(f"\ntotal: {table['hours'].sum():.4g} device-hours over {len(table)} job(s), {source} "
-          f"(network calls only; divide by the number of GPUs that share the sweep)")
+          f"(network and autoencoder calls only; divide by the number of GPUs that share the sweep)")
     return 0
 
 

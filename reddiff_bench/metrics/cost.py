@@ -97,8 +97,9 @@ def best_of(call: Callable[[], object], device: torch.device, repeats: int,
 
 def network_calls(prior, batch: int, steps: int, vjp: bool, device: torch.device, t: int = 500) -> Callable[[], None]:
     """``steps`` bare calls of ``prior``'s network on a batch of ``batch`` noise images at timestep
-    ``t``: forward only, or forward and one vector-Jacobian product (the floor of a solver's cost)."""
-    x = torch.randn(batch, *prior.image_shape, device=device)
+    ``t``: forward only, or forward and one vector-Jacobian product (the floor of a solver's cost).
+    A latent prior's network takes latents (``state_shape``)."""
+    x = torch.randn(batch, *prior.state_shape, device=device)
 
     def call() -> None:
         for _ in range(steps):
