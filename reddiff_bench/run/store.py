@@ -40,7 +40,8 @@ from .identity import SCHEMA, config_hash, migrate
 log = logging.getLogger(__name__)
 
 ID_COLUMNS = ["run", "solver", "task", "dataset", "model", "seed", "image_id", "status"]
-COST_COLUMNS = ["nfe", "vjp", "seconds", "peak_mem_mb", "peak_mem_kind"]
+COST_COLUMNS = ["nfe", "vjp", "decoder_calls", "decoder_vjp", "encoder_calls", "encoder_vjp", "seconds", "peak_mem_mb",
+                "peak_mem_kind"]
 # columns that describe how a row was computed rather than what it is (excluded from comparisons)
 PROVENANCE_COLUMNS = ["seconds", "peak_mem_mb", "peak_mem_kind", "batch_size", "rank", "world_size", "gpu_slot"]
 

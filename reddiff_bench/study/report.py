@@ -19,7 +19,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 
 from ..errors import ConfigError
-from ..metrics.registry import image_metrics
+from ..metrics.registry import AUTOENCODER_COLUMNS, image_metrics
 from ..run.identity import override_key
 from ..run.launch import available_devices
 from ..run.pipeline import missing_inputs
@@ -78,7 +78,8 @@ def summary(frame: pd.DataFrame, group: list[str] | None = None, columns: list[s
     if "config_hash" in frame and frame.groupby(group)["config_hash"].nunique().max() > 1:
         group.append("config_hash")
     ok = frame[frame["status"] == "ok"]
-    metrics = [c for c in (columns or image_metrics()) if c in ok.columns and ok[c].notna().any()]
+    metrics = [c for c in (columns or image_metrics()) if c in ok.columns and ok[c].notna().any()
+               and not (columns is None and c in AUTOENCODER_COLUMNS and not ok[c].fillna(0).any())]
     agg = aggregate(frame, group, metrics)
     counts = {}
     failed = frame[frame["status"] != "ok"].groupby(group).size()
