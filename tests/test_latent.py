@@ -4,6 +4,8 @@ autoencoder, the refusal of mismatched solver and prior, and the runs through th
 
 from __future__ import annotations
 
+import importlib.util
+
 import pandas as pd
 import pytest
 import torch
@@ -17,11 +19,13 @@ from reddiff_bench.priors.gmm import GaussianMixture, GMMPrior
 from reddiff_bench.priors.latent import (
     LinearAutoencoder,
     LinearGMMLatentPrior,
+    ldm_prior,
     linear_gmm_pixel_prior,
     linear_gmm_prior,
     push_forward,
     random_ldm_prior,
     random_sd_prior,
+    stable_diffusion_prior,
 )
 from reddiff_bench.run.pipeline import run
 from reddiff_bench.run.settings import check_spaces
@@ -259,3 +263,58 @@ def test_the_estimate_counts_the_autoencoder_passes_of_latent_jobs_and_times_the
                           "model.n_components=2"])
     seconds, _ = seconds_per_call(cfg, torch.device("cpu"), repeats=1)
     assert all(seconds[k] > 0 for k in ("nfe", "decoder_calls", "encoder_calls")), seconds
+
+
+def tiny_pipeline(folder, conditional: bool):
+    """A small latent pipeline written by save_pretrained: unet/, vqvae/ (or vae/ for the
+    conditional one), scheduler/; 8x8 latents of 16x16 images."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel, UNet2DModel, VQModel  # heavy, optional
+
+    torch.manual_seed(0)
+    if conditional:
+        UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+                             block_out_channels=(32, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16,
+                             attention_head_dim=4, norm_num_groups=8).save_pretrained(folder / "unet")
+        AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
+                      down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                      norm_num_groups=4, scaling_factor=0.5, sample_size=16).save_pretrained(folder / "vae")
+    else:
+        UNet2DModel(sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(16, 32),
+                    down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+                    norm_num_groups=8, attention_head_dim=8).save_pretrained(folder / "unet")
+        VQModel(in_channels=3, out_channels=3, latent_channels=3, block_out_channels=(8, 16),
+                down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                norm_num_groups=4, num_vq_embeddings=32, vq_embed_dim=3,
+                sample_size=16).save_pretrained(folder / "vqvae")
+    DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.0015,
+                  beta_end=0.0195).save_pretrained(folder / "scheduler")
+    return folder
+
+
+def test_ldm_and_stable_diffusion_priors_load_from_local_pipeline_folders(tmp_path):
+    """The real loaders, on small pipelines made here: shapes, schedule, counting; a missing folder
+    and a missing prompt embedding are refused with what to do."""
+    ldm = ldm_prior(str(tiny_pipeline(tmp_path / "ldm", False)), local_files_only=True)
+    assert (ldm.image_shape, ldm.latent_shape, ldm.space) == ((3, 16, 16), (3, 8, 8), "latent")
+    betas = torch.linspace(0.0015**0.5, 0.0195**0.5, 1000, dtype=torch.float64) ** 2  # LDM's scaled-linear betas
+    assert torch.allclose(ldm.schedule.abar, torch.cumprod(1 - betas, 0))
+    z = torch.randn(2, 3, 8, 8)
+    assert ldm.decode(ldm.predict(z, 500).x0).shape == (2, 3, 16, 16)
+    assert ldm.encode(torch.zeros(1, 3, 16, 16)).shape == (1, 3, 8, 8)
+    folder = tiny_pipeline(tmp_path / "sd", True)
+    with pytest.raises(ConfigError, match="prompt_embeds"):
+        if importlib.util.find_spec("transformers") is not None:
+            pytest.skip("transformers is installed: the embedding would be computed")
+        stable_diffusion_prior(str(folder), local_files_only=True)
+    torch.save(torch.randn(1, 77, 16), tmp_path / "empty.pt")
+    sd = stable_diffusion_prior(str(folder), prompt_embeds=str(tmp_path / "empty.pt"), guidance_scale=3.0,
+                                local_files_only=True)
+    assert (sd.image_shape, sd.latent_shape) == ((3, 16, 16), (4, 8, 8))
+    task = Task("inpaint_box", BoxInpainting(0.5), GaussianNoise(0.1))
+    op = task.operator([task.sample_artifacts((3, 16, 16), make_generator(0))], (3, 16, 16))
+    sd.counter.reset()
+    LatentDPS(steps=2).solve(sd, op, op(torch.zeros(1, 3, 16, 16)), sigma_y=0.1, generators=[make_generator(0)])
+    assert (sd.counter.nfe, sd.counter.vjp) == (4, 4)  # guidance: two network passes per evaluation, both counted
+    with pytest.raises(ConfigError, match="does not exist"):
+        ldm_prior(str(tmp_path / "absent"), local_files_only=True)

@@ -302,6 +302,15 @@ def _image_shape(autoencoder: DiffusersAutoencoder, latent_shape: tuple[int, ...
     return (int(autoencoder.vae.config.in_channels), latent_shape[1] * factor, latent_shape[2] * factor)
 
 
+def _pipeline(source: str, unet_class, cache_dir: str | None, local_files_only: bool):
+    """The UNet (``unet_class``), the autoencoder and the scheduler config of a pipeline, and the
+    loading arguments (for its other parts)."""
+    path, local = _source(source, local_files_only)
+    kwargs = dict(cache_dir=cache_dir, local_files_only=local_files_only)
+    unet = _load(unet_class, source, "unet", kwargs, "latent UNet")
+    return path, kwargs, unet, _autoencoder_of(source, path, local, kwargs), _scheduler_config(source, kwargs)
+
+
 @latent_factory
 def ldm_prior(source: str = "CompVis/ldm-celebahq-256", name: str | None = None, autocast: str = "none",
               cache_dir: str | None = None, local_files_only: bool = False) -> LatentPrior:
@@ -310,11 +319,7 @@ def ldm_prior(source: str = "CompVis/ldm-celebahq-256", name: str | None = None,
     _need_diffusers("model=ldm")
     from diffusers import UNet2DModel  # heavy, optional: imported when used
 
-    path, local = _source(source, local_files_only)
-    kwargs = dict(cache_dir=cache_dir, local_files_only=local_files_only)
-    unet = _load(UNet2DModel, source, "unet", kwargs, "latent UNet")
-    autoencoder = _autoencoder_of(source, path, local, kwargs)
-    config = _scheduler_config(source, kwargs)
+    path, _, unet, autoencoder, config = _pipeline(source, UNet2DModel, cache_dir, local_files_only)
     latent = DiffusersPrior(unet, schedule_from_scheduler_config(config), name=f"{name or path.name}_z",
                             autocast=autocast, prediction_type=str(config.get("prediction_type", "epsilon")))
     return LatentPrior(latent, autoencoder, _image_shape(autoencoder, latent.image_shape), name or path.name or source)
@@ -353,11 +358,7 @@ def stable_diffusion_prior(source: str = "stable-diffusion-v1-5/stable-diffusion
     _need_diffusers("model=stable_diffusion")
     from diffusers import UNet2DConditionModel  # heavy, optional: imported when used
 
-    path, local = _source(source, local_files_only)
-    kwargs = dict(cache_dir=cache_dir, local_files_only=local_files_only)
-    unet = _load(UNet2DConditionModel, source, "unet", kwargs, "latent UNet")
-    autoencoder = _autoencoder_of(source, path, local, kwargs)
-    config = _scheduler_config(source, kwargs)
+    path, kwargs, unet, autoencoder, config = _pipeline(source, UNet2DConditionModel, cache_dir, local_files_only)
     embedding = prompt_embedding(source, prompt, kwargs, prompt_embeds)
     negative = prompt_embedding(source, "", kwargs, None) if guidance_scale != 1.0 and prompt else embedding
     latent = ConditionalUNetPrior(unet, schedule_from_scheduler_config(config), f"{name or path.name}_z", embedding,
