@@ -30,11 +30,15 @@ from reddiff_bench.priors.latent import (
 from reddiff_bench.run.pipeline import run
 from reddiff_bench.run.settings import check_spaces
 from reddiff_bench.solvers import DDIM, PSLD, LatentDAPS, LatentDPS, LatentREDDiff, ReSample
+from reddiff_bench.solvers import psld as psld_module
 from reddiff_bench.solvers.latent import DecodedOperator, fit_per_image
 from reddiff_bench.study.estimate import seconds_per_call
 from reddiff_bench.tasks import GaussianNoise, Task
 
+from .conftest import REPO
 from .helpers import compose_config
+
+FIXTURES = REPO / "tests" / "fixtures"
 
 N = 400
 SIGMA_Y = 0.1
@@ -318,3 +322,24 @@ def test_ldm_and_stable_diffusion_priors_load_from_local_pipeline_folders(tmp_pa
     assert (sd.counter.nfe, sd.counter.vjp) == (4, 4)  # guidance: two network passes per evaluation, both counted
     with pytest.raises(ConfigError, match="does not exist"):
         ldm_prior(str(tmp_path / "absent"), local_files_only=True)
+
+
+def test_psld_replays_the_official_sampler(monkeypatch):
+    """The official PSLD sampler (LituRout/PSLD d734647, general-inverse branch), run on the exact
+    latent problem and recorded by tests/fixtures/latent/record_psld.py: from the same initial
+    latent, 50 DDIM steps on the LDM code's grid, omega 0.3, gamma 0.1, the same final latent."""
+    ref = torch.load(FIXTURES / "latent" / "psld_reference.pt", weights_only=False)
+    mix = GaussianMixture(torch.ones(1, dtype=torch.float64), ref["mu"][None], torch.ones(1, 3, dtype=torch.float64),
+                          torch.eye(3, dtype=torch.float64)[None])
+    prior = LinearGMMLatentPrior(GMMPrior(mix, (3, 1, 1), VPSchedule.linear(), "z"),
+                                 LinearAutoencoder(ref["W"], ref["b"], (3, 1, 1), (6,)),
+                                 push_forward(mix, ref["W"], ref["b"]), "linear")
+    monkeypatch.setattr(psld_module, "randn_per_sample", lambda generators, shape, like: ref["z_T"].clone())
+    out = PSLD(steps=ref["steps"], omega=ref["omega"], gamma=ref["gamma"]).solve(
+        prior, DenseOperator(ref["A"]), ref["y"], sigma_y=ref["sigma_y"], generators=[make_generator(0)]).x0
+    z = prior.autoencoder.encode(out)
+    assert torch.allclose(z, ref["final"], atol=2e-4, rtol=1e-4), (z.flatten(), ref["final"].flatten())
+    # the project's own grid (ending at a clean estimate) is another sampler: it does not replay
+    other = PSLD(steps=ref["steps"], omega=ref["omega"], gamma=ref["gamma"], grid="uniform").solve(
+        prior, DenseOperator(ref["A"]), ref["y"], sigma_y=ref["sigma_y"], generators=[make_generator(0)]).x0
+    assert not torch.allclose(prior.autoencoder.encode(other), ref["final"], atol=2e-4)

@@ -9,8 +9,10 @@ its measured part replaced by the measurement, to encode back to the same latent
 pass through the network, the decoder and (gluing) the encoder: one VJP of each per step.
 
 Defaults after the official code (LituRout/PSLD d734647, ``scripts/inverse.py`` and
-``ldm/models/diffusion/psld.py``): 1000 DDIM steps with eta 0, omega 1, gamma 0.1; its LDM scripts
-use omega 0.1 and gamma 0.1. Documented deviations: the gluing term uses the pseudo-inverse
+``ldm/models/diffusion/psld.py``): 1000 DDIM steps with eta 0 on the LDM code's grid
+(``grid="ldm"``: ``t = 1 + i T / steps``, ending at ``abar_0``; ``grid="uniform"`` is the project's
+grid, ending at a clean estimate), omega 1, gamma 0.1; its LDM scripts use omega 0.1 and gamma 0.1.
+Its sampler is replayed in ``tests/test_latent.py`` (``tests/fixtures/latent/``). Documented deviations: the gluing term uses the pseudo-inverse
 ``A^+`` where the code uses ``A^T`` (the same for masks and any operator with orthonormal rows,
 where ``A^T A`` is the projection the paper's derivation assumes); the measurement residual is
 the clean one, where the code adds fresh measurement noise to ``A(D(z0_hat))`` before the norm;
@@ -30,10 +32,31 @@ from .latent import decoded, require_latent_prior
 from .sampling import abar, ddim_step, per_sample_norm, timestep_pairs
 
 
+def ldm_pairs(T: int, steps: int) -> list[tuple[int, int]]:
+    """The DDIM grid of the LDM/Stable Diffusion code (``make_ddim_timesteps``, uniform):
+    ``t_i = i * (T // steps) + 1``, descending, the last step going to ``t = 0`` (``abar_0``, not a
+    clean image: that code's ``ddim_alphas_prev`` starts at ``alphas_cumprod[0]``). With
+    ``steps = T`` the top would be ``T``; PSLD's code then takes the coefficients one lower (its
+    network still sees ``t + 1``): here both are one lower, ``T - 1`` down to 0, and the last step
+    stays at ``abar_0``."""
+    if not 1 <= steps <= T:
+        raise ValueError(f"{steps} steps do not fit a schedule of {T}")
+    ts = [i * (T // steps) + 1 for i in range(steps - 1, -1, -1)]
+    if ts[0] > T - 1:
+        ts = [t - 1 for t in ts]
+    return list(zip(ts, ts[1:] + [0]))
+
+
 class PSLD:
     space = "latent"
 
-    def __init__(self, steps: int = 1000, eta: float = 0.0, omega: float = 1.0, gamma: float = 0.1):
+    GRIDS = ("ldm", "uniform")
+
+    def __init__(self, steps: int = 1000, eta: float = 0.0, omega: float = 1.0, gamma: float = 0.1,
+                 grid: str = "ldm"):
+        if grid not in self.GRIDS:
+            raise ValueError(f"solver.grid must be one of {self.GRIDS}, got {grid!r}")
+        self.grid = grid
         check_number("solver.steps", steps, minimum=1, integer=True)
         for key, value in (("eta", eta), ("omega", omega), ("gamma", gamma)):
             check_number(f"solver.{key}", value, minimum=0)
@@ -54,7 +77,7 @@ class PSLD:
         support = operator.y_support(y)
         measured = operator.pinv(y) if self.gamma > 0 else None  # A^+ y, the glued measured part
         z = randn_per_sample(generators, shape, y)
-        pairs = timestep_pairs(schedule, self.steps)
+        pairs = ldm_pairs(schedule.num_steps, self.steps) if self.grid == "ldm" else timestep_pairs(schedule, self.steps)
         for step, (t, s) in enumerate(pairs):
             z_t = z.detach().requires_grad_(True)
             pred = prior.predict(z_t, t)
