@@ -96,7 +96,10 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(CASES))
+SLOW_CASES = {"latent_dps"}  # 1000-step-like cost here (10 s): in the slow suite, to keep `make test` under 5 minutes
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES else n for n in CASES])
 def test_each_latent_solver_finds_the_exact_latent_posterior_and_misses_it_without_its_data_term(name):
     solver, data_off, tol, sw_tol = CASES[name]
     prior, op, y, post = latent_problem()
@@ -189,6 +192,7 @@ def test_the_latent_solvers_refuse_a_pixel_prior_and_psld_a_nonlinear_operator()
         PSLD.check(PhaseRetrieval().operator([{}], (3, 16, 16)))
 
 
+@pytest.mark.slow
 def test_a_latent_run_goes_through_the_pipeline_logs_the_autoencoder_columns_and_resumes(tmp_path):
     overrides = ["model=gmm_latent", "solver=latent_reddiff", "solver.steps=10", "task=inpaint_box",
                  "dataset=photos", "dataset.num_images=2", "batch_size=1", "progress=false",
@@ -296,6 +300,7 @@ def tiny_pipeline(folder, conditional: bool):
     return folder
 
 
+@pytest.mark.slow
 def test_ldm_and_stable_diffusion_priors_load_from_local_pipeline_folders(tmp_path):
     """The real loaders, on small pipelines made here: shapes, schedule, counting; a missing folder
     and a missing prompt embedding are refused with what to do."""
