@@ -63,8 +63,8 @@ class ReSample:
             check_number(f"solver.{key}", value, **limits)
         self.steps, self.dps_scale, self.every, self.travel = int(steps), float(dps_scale), int(every), int(travel)
         self.gamma, self.pixel_lr, self.pixel_iters = float(gamma), float(pixel_lr), int(pixel_iters)
-        self.latent_lr, self.latent_iters, self.window, self.tol = float(latent_lr), int(latent_iters), int(window), \
-            float(tol)
+        self.latent_lr, self.latent_iters = float(latent_lr), int(latent_iters)
+        self.window, self.tol = int(window), float(tol)
 
     def _fit_latent(self, prior, operator: Operator, y: Tensor, z0: Tensor) -> Tensor:
         return fit_per_image(z0, lambda z: per_sample_mean((y - operator(prior.decode(z))) ** 2), self.latent_lr,
