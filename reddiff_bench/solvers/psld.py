@@ -12,8 +12,9 @@ Defaults after the official code (LituRout/PSLD d734647, ``scripts/inverse.py`` 
 ``ldm/models/diffusion/psld.py``): 1000 DDIM steps with eta 0 on the LDM code's grid
 (``grid="ldm"``: ``t = 1 + i T / steps``, ending at ``abar_0``; ``grid="uniform"`` is the project's
 grid, ending at a clean estimate), omega 1, gamma 0.1; its LDM scripts use omega 0.1 and gamma 0.1.
-Its sampler is replayed in ``tests/test_latent.py`` (``tests/fixtures/latent/``). Documented deviations: the gluing term uses the pseudo-inverse
-``A^+`` where the code uses ``A^T`` (the same for masks and any operator with orthonormal rows,
+Its sampler is replayed in ``tests/test_latent.py`` (``tests/fixtures/latent/``).
+
+Documented deviations: the gluing term uses the pseudo-inverse ``A^+`` where the code uses ``A^T`` (the same for masks and any operator with orthonormal rows,
 where ``A^T A`` is the projection the paper's derivation assumes); the measurement residual is
 the clean one, where the code adds fresh measurement noise to ``A(D(z0_hat))`` before the norm;
 norms are per image (the code's are over the batch).
@@ -77,7 +78,10 @@ class PSLD:
         support = operator.y_support(y)
         measured = operator.pinv(y) if self.gamma > 0 else None  # A^+ y, the glued measured part
         z = randn_per_sample(generators, shape, y)
-        pairs = ldm_pairs(schedule.num_steps, self.steps) if self.grid == "ldm" else timestep_pairs(schedule, self.steps)
+        if self.grid == "ldm":
+            pairs = ldm_pairs(schedule.num_steps, self.steps)
+        else:
+            pairs = timestep_pairs(schedule, self.steps)
         for step, (t, s) in enumerate(pairs):
             z_t = z.detach().requires_grad_(True)
             pred = prior.predict(z_t, t)
