@@ -14,10 +14,11 @@ Defaults after the official code (LituRout/PSLD d734647, ``scripts/inverse.py`` 
 grid, ending at a clean estimate), omega 1, gamma 0.1; its LDM scripts use omega 0.1 and gamma 0.1.
 Its sampler is replayed in ``tests/test_latent.py`` (``tests/fixtures/latent/``).
 
-Documented deviations: the gluing term uses the pseudo-inverse ``A^+`` where the code uses ``A^T`` (the same for masks and any operator with orthonormal rows,
-where ``A^T A`` is the projection the paper's derivation assumes); the measurement residual is
-the clean one, where the code adds fresh measurement noise to ``A(D(z0_hat))`` before the norm;
-norms are per image (the code's are over the batch).
+Documented deviations: the gluing term uses the pseudo-inverse ``A^+`` where the code uses
+``A^T`` (the same for masks and any operator with orthonormal rows, where ``A^T A`` is the
+projection the paper's derivation assumes); the measurement residual is the clean one, where the
+code adds fresh measurement noise to ``A(D(z0_hat))`` before the norm; norms are per image (the
+code's are over the batch).
 """
 
 from __future__ import annotations
