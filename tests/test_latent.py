@@ -348,3 +348,14 @@ def test_psld_replays_the_official_sampler(monkeypatch):
     other = PSLD(steps=ref["steps"], omega=ref["omega"], gamma=ref["gamma"], grid="uniform").solve(
         prior, DenseOperator(ref["A"]), ref["y"], sigma_y=ref["sigma_y"], generators=[make_generator(0)]).x0
     assert not torch.allclose(prior.autoencoder.encode(other), ref["final"], atol=2e-4)
+
+
+def test_the_latent_study_compares_pixel_and_latent_solvers_on_the_same_measurements():
+    """experiments/latent: every solver, pixel or latent, of a task saw the same y for each crop
+    (one measurement hash), and both kinds are present."""
+    rows = pd.read_csv(REPO / "experiments" / "latent" / "offline" / "rows.csv.gz")
+    exact = rows[rows["sweep"].isin(["pixel", "latent"])]
+    assert set(exact["sweep"]) == {"pixel", "latent"}
+    assert {"latent_dps", "latent_psld", "latent_resample", "latent_daps", "latent_reddiff"} <= set(exact["solver"])
+    assert exact.groupby(["task", "image_id"])["measurement_hash"].nunique().max() == 1
+    assert exact.groupby(["task", "image_id"])["solver"].nunique().min() == 16
