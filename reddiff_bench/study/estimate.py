@@ -56,7 +56,7 @@ def count_calls(cfg) -> dict[str, int]:
     solver = instantiate(cfg.solver, _convert_="all")
     task = instantiate(cfg.task, _convert_="all")
     shape = _stand_in_shape(cfg)
-    latent = space_of(str(cfg.model._target_)) == "latent"
+    latent = space_of(str(cfg.model.get("_target_"))) == "latent"
     prior = (counting_latent_prior if latent else counting_prior)(VPSchedule.linear(1000), shape)
     artifacts = task.sample_artifacts(shape, make_generator(0, "estimate"))
     operator = task.operator([artifacts], shape)
