@@ -42,12 +42,16 @@ def test_every_group_of_the_root_config_is_covered_by_the_compose_test():
 
 
 LISTED = {("dataset", "imagenet_val"), ("dataset", "ffhq")}  # they write their list's 1000 images: slow
+# random-weight latent architectures (860M and 330M parameters to initialise): slow, and run in full
+# by tests/test_latent.py's slow test
+HEAVY = {("model", "sd_random"), ("model", "ldm_random")}
+FITTED = {"gmm_photos", "gmm_latent", "gmm_latent_pixel"}  # they fit the photo mixture: a small fit here
 
 
-@pytest.mark.parametrize("group,option", [pytest.param(g, o, marks=pytest.mark.slow) if (g, o) in LISTED else (g, o)
-                                          for g, o in OPTIONS], ids=[f"{g}={o}" for g, o in OPTIONS])
+@pytest.mark.parametrize("group,option", [pytest.param(g, o, marks=pytest.mark.slow) if (g, o) in LISTED | HEAVY
+                                          else (g, o) for g, o in OPTIONS], ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_instantiates(group, option, image_root, tmp_path):
-    overrides = [f"{group}={option}"] + (SMALL_GMM if group != "model" or option == "gmm_photos" else [])
+    overrides = [f"{group}={option}"] + (SMALL_GMM if group != "model" or option in FITTED else [])
     if group == "dataset":
         overrides.append(f"paths.data_dir={image_root}")
         dataset = compose_config(overrides).dataset
