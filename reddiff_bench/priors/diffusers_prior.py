@@ -73,11 +73,7 @@ def diffusers_prior(source: str, subfolder: str | None = None, name: str | None 
     directory (a pipeline with ``unet/`` and ``scheduler/``, or a bare model directory)."""
     from diffusers import UNet2DModel  # heavy, optional: imported when used
 
-    path = Path(source).expanduser()
-    local = path.exists()
-    if not local and (source.startswith((".", "/", "~")) or local_files_only):
-        raise ConfigError(f"model directory {path} does not exist; set model.source to a diffusers hub id "
-                          f"or to a directory written by save_pretrained")
+    path, local = source_path(source, local_files_only)
     unet_sub = subfolder
     if unet_sub is None and local and (path / "unet").is_dir():
         unet_sub = "unet"
@@ -86,7 +82,7 @@ def diffusers_prior(source: str, subfolder: str | None = None, name: str | None 
         # low_cpu_mem_usage needs accelerate; without it diffusers falls back with a warning per load
         unet = UNet2DModel.from_pretrained(source, subfolder=unet_sub, **kwargs,
                                            low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None)
-        scheduler_config = _load_scheduler_config(source, path if local else None, kwargs)
+        scheduler_config = load_scheduler_config(source, path if local else None, kwargs)
     except OSError as err:
         raise ConfigError(f"could not load the diffusers model {source!r}: {err}. Without network, download it "
                           f"elsewhere (huggingface-cli download {source}) into the HF cache or a local directory, "
@@ -96,7 +92,20 @@ def diffusers_prior(source: str, subfolder: str | None = None, name: str | None 
                           prediction_type=str(scheduler_config.get("prediction_type", "epsilon")))
 
 
-def _load_scheduler_config(source: str, local: Path | None, kwargs: dict) -> dict:
+def source_path(source: str, local_files_only: bool) -> tuple[Path, bool]:
+    """The path of ``source`` and whether it is a local directory; a local path that is absent
+    (or any absent source when offline) is refused."""
+    path = Path(source).expanduser()
+    local = path.exists()
+    if not local and (source.startswith((".", "/", "~")) or local_files_only):
+        raise ConfigError(f"model directory {path} does not exist; set model.source to a diffusers hub id "
+                          f"or to a directory written by save_pretrained")
+    return path, local
+
+
+def load_scheduler_config(source: str, local: Path | None, kwargs: dict) -> dict:
+    """The scheduler config of a hub id (its ``scheduler/``) or of a local directory (``scheduler/``
+    or the directory itself; none: ADM's linear schedule)."""
     from diffusers import DDPMScheduler  # heavy, optional: imported when used
 
     if local is not None:

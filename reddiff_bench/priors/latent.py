@@ -35,7 +35,7 @@ from torch import Tensor
 from ..diffusion import VPSchedule
 from ..errors import ConfigError
 from .base import DiffusionPrior, Prediction
-from .diffusers_prior import DiffusersPrior, schedule_from_scheduler_config
+from .diffusers_prior import DiffusersPrior, load_scheduler_config, schedule_from_scheduler_config, source_path
 from .gmm import GaussianMixture, GMMPrior, photo_gmm_prior
 
 
@@ -250,11 +250,6 @@ class ConditionalUNetPrior(DiffusersPrior):
         return out[:, : self.image_shape[0]].to(x_t.dtype)
 
 
-def _need_diffusers(what: str):
-    if importlib.util.find_spec("diffusers") is None:
-        raise ConfigError(f"{what} needs the diffusers package: pip install diffusers")
-
-
 def _load(cls, source: str, subfolder: str | None, kwargs: dict, what: str):
     try:
         return cls.from_pretrained(source, subfolder=subfolder, **kwargs)
@@ -262,15 +257,6 @@ def _load(cls, source: str, subfolder: str | None, kwargs: dict, what: str):
         raise ConfigError(f"could not load the {what} of {source!r} (subfolder {subfolder!r}): {err}. Without network, "
                           f"download the pipeline elsewhere (huggingface-cli download {source}) into the HF cache or a "
                           f"local directory, and set model.source to that directory.") from err
-
-
-def _source(source: str, local_files_only: bool) -> tuple[Path, bool]:
-    path = Path(source).expanduser()
-    local = path.exists()
-    if not local and (source.startswith((".", "/", "~")) or local_files_only):
-        raise ConfigError(f"model directory {path} does not exist; set model.source to a diffusers hub id or to a "
-                          f"pipeline directory written by save_pretrained (with unet/, scheduler/ and vae/ or vqvae/)")
-    return path, local
 
 
 def _autoencoder_of(source: str, path: Path, local: bool, kwargs: dict) -> DiffusersAutoencoder:
@@ -288,15 +274,6 @@ def _autoencoder_of(source: str, path: Path, local: bool, kwargs: dict) -> Diffu
         return DiffusersAutoencoder(_load(AutoencoderKL, source, "vae", kwargs, "autoencoder"), "kl")
 
 
-def _scheduler_config(source: str, kwargs: dict) -> dict:
-    from diffusers import DDPMScheduler  # heavy, optional: imported when used
-
-    try:
-        return dict(DDPMScheduler.load_config(source, subfolder="scheduler", **kwargs))
-    except OSError as err:
-        raise ConfigError(f"could not read the scheduler of {source!r}: {err}") from err
-
-
 def _image_shape(autoencoder: DiffusersAutoencoder, latent_shape: tuple[int, ...]) -> tuple[int, int, int]:
     factor = 2 ** (len(autoencoder.vae.config.block_out_channels) - 1)
     return (int(autoencoder.vae.config.in_channels), latent_shape[1] * factor, latent_shape[2] * factor)
@@ -305,10 +282,16 @@ def _image_shape(autoencoder: DiffusersAutoencoder, latent_shape: tuple[int, ...
 def _pipeline(source: str, unet_class, cache_dir: str | None, local_files_only: bool):
     """The UNet (``unet_class``), the autoencoder and the scheduler config of a pipeline, and the
     loading arguments (for its other parts)."""
-    path, local = _source(source, local_files_only)
+    path, local = source_path(source, local_files_only)
     kwargs = dict(cache_dir=cache_dir, local_files_only=local_files_only)
     unet = _load(unet_class, source, "unet", kwargs, "latent UNet")
-    return path, kwargs, unet, _autoencoder_of(source, path, local, kwargs), _scheduler_config(source, kwargs)
+    try:
+        config = load_scheduler_config(source, path if local else None, kwargs)
+    except OSError as err:
+        raise ConfigError(f"could not read the scheduler of {source!r}: {err}") from err
+    if not config:  # a latent pipeline's schedule is its own (LDM and SD: scaled-linear betas)
+        raise ConfigError(f"{source} has no scheduler/scheduler_config.json: a latent pipeline needs its scheduler")
+    return path, kwargs, unet, _autoencoder_of(source, path, local, kwargs), config
 
 
 @latent_factory
@@ -316,7 +299,6 @@ def ldm_prior(source: str = "CompVis/ldm-celebahq-256", name: str | None = None,
               cache_dir: str | None = None, local_files_only: bool = False) -> LatentPrior:
     """An unconditional latent diffusion model: ``unet/`` (UNet2DModel), ``vqvae/`` or ``vae/``
     and ``scheduler/`` of a hub id or a local pipeline folder."""
-    _need_diffusers("model=ldm")
     from diffusers import UNet2DModel  # heavy, optional: imported when used
 
     path, _, unet, autoencoder, config = _pipeline(source, UNet2DModel, cache_dir, local_files_only)
@@ -355,7 +337,6 @@ def stable_diffusion_prior(source: str = "stable-diffusion-v1-5/stable-diffusion
     """Stable Diffusion (1.5, 2.1): ``unet/`` (UNet2DConditionModel), ``vae/`` (AutoencoderKL),
     ``scheduler/`` and the text encoder, conditioned on ``prompt`` (empty by default);
     ``guidance_scale`` against the empty prompt."""
-    _need_diffusers("model=stable_diffusion")
     from diffusers import UNet2DConditionModel  # heavy, optional: imported when used
 
     path, kwargs, unet, autoencoder, config = _pipeline(source, UNet2DConditionModel, cache_dir, local_files_only)
@@ -402,7 +383,6 @@ SD_V1 = dict(
 def random_ldm_prior(latent_size: int = 64, seed: int = 0, name: str | None = None) -> LatentPrior:
     """The LDM CelebA-HQ architecture (VQ f4 + UNet2DModel) with random weights, latents of side
     ``latent_size`` (64: 256-pixel images)."""
-    _need_diffusers("model=ldm_random")
     from diffusers import UNet2DModel, VQModel  # heavy, optional: imported when used
 
     name = name or f"ldm_random-{latent_size * 4}px"
@@ -419,7 +399,6 @@ def random_sd_prior(latent_size: int = 64, guidance_scale: float = 1.0, seed: in
                     name: str | None = None) -> LatentPrior:
     """The Stable Diffusion 1.x architecture (KL f8 + UNet2DConditionModel) with random weights and
     a random prompt embedding, latents of side ``latent_size`` (64: 512-pixel images)."""
-    _need_diffusers("model=sd_random")
     from diffusers import AutoencoderKL, UNet2DConditionModel  # heavy, optional: imported when used
 
     name = name or f"sd_random-{latent_size * 8}px"
