@@ -31,7 +31,9 @@ from reddiff_bench.run.pipeline import run
 from reddiff_bench.run.settings import check_spaces
 from reddiff_bench.solvers import DDIM, PSLD, LatentDAPS, LatentDPS, LatentREDDiff, ReSample
 from reddiff_bench.solvers import psld as psld_module
+from reddiff_bench.solvers import resample as resample_module
 from reddiff_bench.solvers.latent import DecodedOperator, fit_per_image
+from reddiff_bench.solvers.sampling import ldm_pairs
 from reddiff_bench.study.estimate import seconds_per_call
 from reddiff_bench.tasks import GaussianNoise, Task
 
@@ -329,16 +331,30 @@ def test_ldm_and_stable_diffusion_priors_load_from_local_pipeline_folders(tmp_pa
         ldm_prior(str(tmp_path / "absent"), local_files_only=True)
 
 
+def test_the_ldm_grid_is_the_ldm_codes_make_ddim_timesteps():
+    """t = 1 + k (T // steps) for every k below T / (T // steps): 63 steps for 60 of 1000, as
+    that code runs them (its assertion on the count is commented out), ending at abar_0."""
+    pairs = ldm_pairs(1000, 60)
+    assert len(pairs) == 63 and pairs[0] == (993, 977) and pairs[-1] == (1, 0)
+    assert [t for t, _ in ldm_pairs(1000, 50)] == list(range(981, 0, -20))
+    assert ldm_pairs(1000, 1000)[0] == (999, 998) and ldm_pairs(1000, 1) == [(1, 0)]
+
+
+def reference_latent_prior(ref: dict) -> LinearGMMLatentPrior:
+    """The exact latent problem of a record of tests/fixtures/latent/ (record_psld.problem)."""
+    mix = GaussianMixture(torch.ones(1, dtype=torch.float64), ref["mu"][None], torch.ones(1, 3, dtype=torch.float64),
+                          torch.eye(3, dtype=torch.float64)[None])
+    return LinearGMMLatentPrior(GMMPrior(mix, (3, 1, 1), VPSchedule.linear(), "z"),
+                                LinearAutoencoder(ref["W"], ref["b"], (3, 1, 1), (6,)),
+                                push_forward(mix, ref["W"], ref["b"]), "linear")
+
+
 def test_psld_replays_the_official_sampler(monkeypatch):
     """The official PSLD sampler (LituRout/PSLD d734647, general-inverse branch), run on the exact
     latent problem and recorded by tests/fixtures/latent/record_psld.py: from the same initial
     latent, 50 DDIM steps on the LDM code's grid, omega 0.3, gamma 0.1, the same final latent."""
     ref = torch.load(FIXTURES / "latent" / "psld_reference.pt", weights_only=False)
-    mix = GaussianMixture(torch.ones(1, dtype=torch.float64), ref["mu"][None], torch.ones(1, 3, dtype=torch.float64),
-                          torch.eye(3, dtype=torch.float64)[None])
-    prior = LinearGMMLatentPrior(GMMPrior(mix, (3, 1, 1), VPSchedule.linear(), "z"),
-                                 LinearAutoencoder(ref["W"], ref["b"], (3, 1, 1), (6,)),
-                                 push_forward(mix, ref["W"], ref["b"]), "linear")
+    prior = reference_latent_prior(ref)
     monkeypatch.setattr(psld_module, "randn_per_sample", lambda generators, shape, like: ref["z_T"].clone())
     out = PSLD(steps=ref["steps"], omega=ref["omega"], gamma=ref["gamma"]).solve(
         prior, DenseOperator(ref["A"]), ref["y"], sigma_y=ref["sigma_y"], generators=[make_generator(0)]).x0
@@ -348,6 +364,31 @@ def test_psld_replays_the_official_sampler(monkeypatch):
     other = PSLD(steps=ref["steps"], omega=ref["omega"], gamma=ref["gamma"], grid="uniform").solve(
         prior, DenseOperator(ref["A"]), ref["y"], sigma_y=ref["sigma_y"], generators=[make_generator(0)]).x0
     assert not torch.allclose(prior.autoencoder.encode(other), ref["final"], atol=2e-4)
+
+
+def test_resample_replays_the_official_sampler(monkeypatch):
+    """The official ReSample sampler (soominkwon/resample 3e332b2, DDIMSampler.resample_sampling
+    with its DPS step, pixel and latent optimisations and stochastic resampling), run on the exact
+    latent problem and recorded by tests/fixtures/latent/record_resample.py: 60 steps (63 on the
+    LDM code's grid), time travel with pixel optimisation at two steps and latent optimisation at
+    two, the final latent optimisation. With ``code_quirks`` (the code's estimate and time-travel
+    coefficients) and the recorded draws, the same final latent; without them, another sampler."""
+    ref = torch.load(FIXTURES / "latent" / "resample_reference.pt", weights_only=False)
+    prior = reference_latent_prior(ref)
+
+    def replay(**options) -> torch.Tensor:
+        draws = [ref["z_T"], *ref["draws"]]
+        monkeypatch.setattr(resample_module, "randn_per_sample", lambda generators, shape, like: draws.pop(0).clone())
+        out = ReSample(steps=ref["steps"], **options).solve(prior, DenseOperator(ref["A"]), ref["y"],
+                                                            sigma_y=ref["sigma_y"],
+                                                            generators=[make_generator(0)]).x0
+        assert not draws  # every recorded draw used, none missing
+        return prior.autoencoder.encode(out)
+
+    z = replay(code_quirks=True)  # 3e-5 here; 4e-4 when the optimisations checked before stepping
+    assert torch.allclose(z, ref["final"], atol=1e-4, rtol=1e-5), (z.flatten(), ref["final"].flatten())
+    for options in (dict(code_quirks=False), dict(code_quirks=True, grid="uniform")):
+        assert not torch.allclose(replay(**options), ref["final"], atol=1e-2), options
 
 
 def test_the_latent_study_compares_pixel_and_latent_solvers_on_the_same_measurements():

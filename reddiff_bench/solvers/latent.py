@@ -51,9 +51,11 @@ def decoded(prior, z: Tensor) -> Tensor:
 def fit_per_image(start: Tensor, loss_fn: Callable[[Tensor], Tensor], lr: float, max_iters: int, tol: float,
                   window: int | None = None, weight_decay: float = 0.01) -> Tensor:
     """Minimise ``loss_fn(p)`` (B,) from ``start`` (B, ...) with AdamW (torch's defaults: betas
-    (0.9, 0.999), eps 1e-8, weight decay 0.01), each image on its own: an image stops when its loss
-    falls below ``tol`` or, with ``window``, once its loss exceeds the loss ``window`` iterations
-    earlier; its iterate is then frozen, so an image's result does not depend on its batch."""
+    (0.9, 0.999), eps 1e-8, weight decay 0.01, and its order of operations), each image on its
+    own. As in ReSample's code, each iteration takes its step, then an image stops if the loss
+    it stepped from was below ``tol`` or, with ``window``, exceeded the loss ``window``
+    iterations earlier; its iterate is then frozen, so an image's result does not depend on its
+    batch."""
     p = start.detach().clone()
     m, v = torch.zeros_like(p), torch.zeros_like(p)
     active = torch.ones(p.shape[0], dtype=torch.bool, device=p.device)
@@ -66,6 +68,12 @@ def fit_per_image(start: Tensor, loss_fn: Callable[[Tensor], Tensor], lr: float,
         (grad,) = torch.autograd.grad(loss.sum(), p)
         with torch.no_grad():
             loss = loss.detach()
+            keep = active.reshape(shape)
+            p = p.detach()
+            m = torch.where(keep, m.lerp(grad, 1 - beta1), m)
+            v = torch.where(keep, v * beta2 + (1 - beta2) * grad * grad, v)
+            denom = v.sqrt() / (1 - beta2**it) ** 0.5 + eps
+            p = torch.where(keep, p * (1 - lr * weight_decay) - lr / (1 - beta1**it) * m / denom, p)
             if window is not None:
                 history.append(loss)
                 if len(history) > window:
@@ -73,10 +81,4 @@ def fit_per_image(start: Tensor, loss_fn: Callable[[Tensor], Tensor], lr: float,
             active &= ~(loss < tol)
             if not bool(active.any()):
                 break
-            keep = active.reshape(shape).to(p.dtype)
-            p = p.detach()
-            m = torch.where(keep > 0, beta1 * m + (1 - beta1) * grad, m)
-            v = torch.where(keep > 0, beta2 * v + (1 - beta2) * grad**2, v)
-            step = (m / (1 - beta1**it)) / ((v / (1 - beta2**it)).sqrt() + eps)
-            p = p - keep * lr * (weight_decay * p + step)
     return p.detach()

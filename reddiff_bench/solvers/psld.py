@@ -31,34 +31,15 @@ from ..diffusion import randn_per_sample
 from ..operators import LinearOperator, Operator
 from .base import Callback, SolverResult
 from .latent import decoded, require_latent_prior
-from .sampling import abar, ddim_step, per_sample_norm, timestep_pairs
-
-
-def ldm_pairs(T: int, steps: int) -> list[tuple[int, int]]:
-    """The DDIM grid of the LDM/Stable Diffusion code (``make_ddim_timesteps``, uniform):
-    ``t_i = i * (T // steps) + 1``, descending, the last step going to ``t = 0`` (``abar_0``, not a
-    clean image: that code's ``ddim_alphas_prev`` starts at ``alphas_cumprod[0]``). With
-    ``steps = T`` the top would be ``T``; PSLD's code then takes the coefficients one lower (its
-    network still sees ``t + 1``): here both are one lower, ``T - 1`` down to 0, and the last step
-    stays at ``abar_0``."""
-    if not 1 <= steps <= T:
-        raise ValueError(f"{steps} steps do not fit a schedule of {T}")
-    ts = [i * (T // steps) + 1 for i in range(steps - 1, -1, -1)]
-    if ts[0] > T - 1:
-        ts = [t - 1 for t in ts]
-    return list(zip(ts, ts[1:] + [0]))
+from .sampling import abar, check_grid, ddim_step, grid_pairs, per_sample_norm
 
 
 class PSLD:
     space = "latent"
 
-    GRIDS = ("ldm", "uniform")
-
     def __init__(self, steps: int = 1000, eta: float = 0.0, omega: float = 1.0, gamma: float = 0.1,
                  grid: str = "ldm"):
-        if grid not in self.GRIDS:
-            raise ValueError(f"solver.grid must be one of {self.GRIDS}, got {grid!r}")
-        self.grid = grid
+        self.grid = check_grid(grid)
         check_number("solver.steps", steps, minimum=1, integer=True)
         for key, value in (("eta", eta), ("omega", omega), ("gamma", gamma)):
             check_number(f"solver.{key}", value, minimum=0)
@@ -79,10 +60,7 @@ class PSLD:
         support = operator.y_support(y)
         measured = operator.pinv(y) if self.gamma > 0 else None  # A^+ y, the glued measured part
         z = randn_per_sample(generators, shape, y)
-        if self.grid == "ldm":
-            pairs = ldm_pairs(schedule.num_steps, self.steps)
-        else:
-            pairs = timestep_pairs(schedule, self.steps)
+        pairs = grid_pairs(schedule, self.steps, self.grid)
         for step, (t, s) in enumerate(pairs):
             z_t = z.detach().requires_grad_(True)
             pred = prior.predict(z_t, t)

@@ -27,6 +27,39 @@ def timestep_pairs(schedule: VPSchedule, steps: int, start: int | None = None,
     return list(zip(ts, ts[1:] + [-1]))
 
 
+GRIDS = ("ldm", "uniform")  # the latent solvers' grids: the LDM code's, or the project's
+
+
+def ldm_pairs(T: int, steps: int) -> list[tuple[int, int]]:
+    """The DDIM grid of the LDM/Stable Diffusion code (``make_ddim_timesteps``, uniform):
+    ``t = 1, 1 + c, 1 + 2c, ...`` below ``T + 1`` with ``c = T // steps``, descending, the last step
+    going to ``t = 0`` (``abar_0``, not a clean image: that code's ``ddim_alphas_prev`` starts at
+    ``alphas_cumprod[0]``). As in that code, ``steps`` that do not divide ``T`` give
+    ``ceil(T / c)`` steps (63 for 60 of 1000). With ``steps = T`` the top would be ``T``; PSLD's
+    code then takes the coefficients one lower (its network still sees ``t + 1``): here both are
+    one lower, ``T - 1`` down to 0, and the last step stays at ``abar_0``."""
+    if not 1 <= steps <= T:
+        raise ValueError(f"{steps} steps do not fit a schedule of {T}")
+    ts = [t + 1 for t in range(0, T, T // steps)][::-1]
+    if ts[0] > T - 1:
+        ts = [t - 1 for t in ts]
+    return list(zip(ts, ts[1:] + [0]))
+
+
+def check_grid(grid: str) -> str:
+    if grid not in GRIDS:
+        raise ValueError(f"solver.grid must be one of {GRIDS}, got {grid!r}")
+    return grid
+
+
+def grid_pairs(schedule: VPSchedule, steps: int, grid: str) -> list[tuple[int, int]]:
+    """``(t, s)`` pairs on one of :data:`GRIDS`: ``"ldm"`` (:func:`ldm_pairs`) or ``"uniform"``
+    (:func:`timestep_pairs`, ending at a clean estimate)."""
+    if check_grid(grid) == "ldm":
+        return ldm_pairs(schedule.num_steps, steps)
+    return timestep_pairs(schedule, steps)
+
+
 def abar(schedule: VPSchedule, t: int, like: Tensor) -> Tensor:
     """``abar_t`` as a 0-d tensor like ``like`` (1 for t < 0)."""
     value = schedule.abar[t] if t >= 0 else torch.ones((), dtype=schedule.abar.dtype)
