@@ -3,13 +3,18 @@
 ``x_t = alpha_t x0 + sigma_t eps`` with ``alpha_t = sqrt(abar_t)``, ``sigma_t = sqrt(1 - abar_t)``,
 ``abar_t = prod_{s<=t} (1 - beta_s)`` and ``t`` an integer in ``0..T-1``. This is the only place
 where ``x0`` and ``eps`` predictions are converted into each other.
+
+Solvers on continuous noise levels (latent DAPS) use fractional timesteps: a floating-point ``t``
+in ``[-1, T-1]`` interpolates ``log abar`` linearly between integer timesteps, with ``abar = 1`` at
+``t = -1``; :meth:`VPSchedule.fractional_timestep` maps a VE noise level ``sigma`` (``abar =
+1 / (1 + sigma^2)``) to its fractional timestep. Integer ``t`` reads the table as before.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -38,24 +43,53 @@ class VPSchedule(torch.nn.Module):
     def num_steps(self) -> int:
         return int(self.abar.shape[0])
 
-    def _gather(self, values: Tensor, t: Tensor, like: Tensor | None) -> Tensor:
-        t = torch.as_tensor(t, device=values.device).long()
-        out = values[t]
+    def _log_abar(self) -> Tensor:
+        """``log abar`` at ``t = -1, 0, ..., T-1`` (``abar = 1`` at ``t = -1``), float64."""
+        return torch.cat([torch.zeros(1, dtype=self.abar.dtype, device=self.abar.device), self.abar.log()])
+
+    def _fractional_abar(self, t: Tensor) -> Tensor:
+        """``abar`` at fractional timesteps ``t`` in ``[-1, T-1]`` (log-linear between integers)."""
+        if bool(((t < -1) | (t > self.num_steps - 1)).any()):
+            raise ValueError(f"fractional timesteps must lie in [-1, {self.num_steps - 1}], got {t.min().item()} to "
+                             f"{t.max().item()}")
+        table = self._log_abar()
+        u = t.to(table.dtype) + 1
+        lo = u.floor().long().clamp(max=self.num_steps - 1)
+        frac = u - lo
+        return (table[lo] * (1 - frac) + table[lo + 1] * frac).exp()
+
+    def fractional_timestep(self, sigma: float | Tensor) -> Tensor:
+        """The fractional timestep (float64) whose ``abar`` is ``1 / (1 + sigma^2)``: a VE noise
+        level ``sigma`` (``x / sqrt(abar) = x0 + sigma eps``) in this schedule's time."""
+        sigma = torch.as_tensor(sigma, dtype=self.abar.dtype, device=self.abar.device)
+        target = torch.log1p(sigma**2)  # -log abar, increasing in t
+        table = -self._log_abar()
+        top = float(((1 - self.abar[-1]) / self.abar[-1]).sqrt())
+        if bool((sigma < 0).any()) or bool((target > table[-1]).any()):
+            raise ValueError(f"noise level sigma {sigma.max().item():.4g} is outside this schedule's range "
+                             f"[0, {top:.4g}]")
+        hi = torch.searchsorted(table, target).clamp(1, self.num_steps)
+        frac = (target - table[hi - 1]) / (table[hi] - table[hi - 1])
+        return hi - 2 + frac
+
+    def _gather(self, values: Tensor, t: Tensor, like: Tensor | None, of_abar: Callable[[Tensor], Tensor]) -> Tensor:
+        t = torch.as_tensor(t, device=values.device)
+        out = of_abar(self._fractional_abar(t)) if t.is_floating_point() else values[t.long()]
         if like is None:
             return out
         out = out.to(device=like.device, dtype=like.dtype)
         return out.reshape(out.shape + (1,) * (like.ndim - out.ndim))
 
     def abar_t(self, t: Tensor, like: Tensor | None = None) -> Tensor:
-        return self._gather(self.abar, t, like)
+        return self._gather(self.abar, t, like, lambda a: a)
 
     def alpha(self, t: Tensor, like: Tensor | None = None) -> Tensor:
         """``sqrt(abar_t)``, reshaped to broadcast against ``like`` when given."""
-        return self._gather(self.abar.sqrt(), t, like)
+        return self._gather(self.abar.sqrt(), t, like, torch.sqrt)
 
     def sigma(self, t: Tensor, like: Tensor | None = None) -> Tensor:
         """``sqrt(1 - abar_t)``, reshaped to broadcast against ``like`` when given."""
-        return self._gather((1.0 - self.abar).sqrt(), t, like)
+        return self._gather((1.0 - self.abar).sqrt(), t, like, lambda a: (1.0 - a).sqrt())
 
     def x0_from_eps(self, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
         return (x_t - self.sigma(t, x_t) * eps) / self.alpha(t, x_t)

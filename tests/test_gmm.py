@@ -160,3 +160,38 @@ def test_prior_nll_is_the_exact_negative_log_density_per_dimension_for_any_opera
     nonlinear = SimpleNamespace(linear=False)  # no exact posterior: the prior's density still judges the output
     assert set(posterior_metrics(prior, nonlinear, y, between, x, sigma_y=0.1, seed=0, task_name="t", image_id="i",
                                  sw_projections=100)) == {"prior_nll", "prior_nll_truth"}
+
+
+def test_fractional_timesteps_interpolate_log_abar_and_map_ve_noise_levels_back():
+    """Continuous noise levels (latent DAPS): a fractional t interpolates log abar between
+    integers (abar = 1 at t = -1); integer-valued fractional t read the table; a VE level sigma
+    maps to the t whose abar is 1 / (1 + sigma^2); levels outside the schedule are refused."""
+    schedule = VPSchedule.linear()
+    assert torch.allclose(schedule.abar_t(torch.tensor([5.0, 999.0])), schedule.abar[[5, 999]], rtol=1e-12)
+    middle = schedule.abar_t(torch.tensor(5.5))
+    assert torch.allclose(middle, (schedule.abar[5] * schedule.abar[6]).sqrt(), rtol=1e-12)
+    assert float(schedule.abar_t(torch.tensor(-1.0))) == 1.0
+    for sigma in (0.0, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0):
+        t = schedule.fractional_timestep(sigma)
+        assert -1 <= float(t) <= 999
+        assert math.isclose(float(schedule.abar_t(t)), 1 / (1 + sigma**2), rel_tol=1e-9)
+    assert float(schedule.fractional_timestep(((1 - schedule.abar[300]) / schedule.abar[300]).sqrt())) == \
+        pytest.approx(300, abs=1e-6)
+    with pytest.raises(ValueError, match="outside this schedule's range"):
+        schedule.fractional_timestep(1e3)
+    with pytest.raises(ValueError, match=r"fractional timesteps must lie in \[-1, 999\]"):
+        schedule.abar_t(torch.tensor(999.5))
+
+
+def test_a_prior_predicts_at_fractional_timesteps_with_the_interpolated_abar():
+    """The exact Gaussian denoiser at a continuous noise level: predict at the fractional
+    timestep of sigma gives E[x0 | x0 + sigma e] for x0 ~ N(mu, I)."""
+    mu = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    mix = GaussianMixture(torch.ones(1, dtype=torch.float64), mu[None], torch.ones(1, 2, dtype=torch.float64),
+                          torch.eye(2, dtype=torch.float64)[None])
+    prior = GMMPrior(mix, (2,), VPSchedule.linear(), "g")
+    z = torch.tensor([[0.3, 4.0], [-5.0, 2.0]], dtype=torch.float64)
+    for sigma in (0.005, 0.7, 12.0):
+        t = prior.schedule.fractional_timestep(sigma)
+        x0 = prior.predict(z / math.sqrt(1 + sigma**2), t).x0
+        assert torch.allclose(x0, mu + (z - mu) / (1 + sigma**2), atol=1e-9)

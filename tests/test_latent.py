@@ -30,6 +30,7 @@ from reddiff_bench.priors.latent import (
 from reddiff_bench.run.pipeline import run
 from reddiff_bench.run.settings import check_spaces
 from reddiff_bench.solvers import DDIM, PSLD, LatentDAPS, LatentDPS, LatentREDDiff, ReSample
+from reddiff_bench.solvers import latent_daps as latent_daps_module
 from reddiff_bench.solvers import psld as psld_module
 from reddiff_bench.solvers import resample as resample_module
 from reddiff_bench.solvers.latent import DecodedOperator, fit_per_image
@@ -82,7 +83,9 @@ def mean_error(z, post) -> float:
 #   latent DPS (200 steps)                      0.11 / 1.84 / 0.57   (DPS's collapse of the spread)
 #   PSLD (200 steps, omega 0.3, gamma 0.1)      0.85 / 0.17 / 0.21   (omega 1, its default: 2.2 stds)
 #   ReSample (100 steps, 200/100 iterations)    0.08 / 0.22 / 0.08
-#   latent DAPS (25 levels, 30 steps, lr 1e-5)  0.03 / 0.53 / 0.17
+#   latent DAPS (25 levels, 30 HMC steps,       0.32 / 0.04 / 0.21   (the code's tau = sqrt(2) sigma_y: its
+#     lr 3e-3, tau sqrt(2) sigma_y)                                    likelihood has no 1/2; the last level,
+#                                                                      sigma 0.12, and N(z0_hat, sigma^2) bias it)
 #   latent RED-Diff (100 steps)                 0.04 / 0.99 / 0.52   (a point estimate: no spread)
 # The data term off (zeta 0; omega = gamma = 0; no DPS step and no optimisation; tau 1e6;
 # obs_weight 0): every one misses by 9 to 10.3 stds (SW2 0.71 to 0.79). SW2 is checked for the
@@ -92,8 +95,8 @@ CASES = {
     "latent_psld": (PSLD(steps=200, omega=0.3), PSLD(steps=200, omega=0.0, gamma=0.0), 1.2, 0.3),
     "latent_resample": (ReSample(steps=100, pixel_iters=200, latent_iters=100, window=50),
                  ReSample(steps=100, dps_scale=0.0, pixel_iters=0, latent_iters=0), 0.3, 0.15),
-    "latent_daps": (LatentDAPS(annealing_steps=25, langevin_steps=30, lr=1e-5),
-                    LatentDAPS(annealing_steps=25, langevin_steps=30, lr=1e-5, tau=1e6), 0.3, 0.3),
+    "latent_daps": (LatentDAPS(annealing_steps=25, mcmc_steps=30, lr=3e-3, tau=2**0.5 * SIGMA_Y),
+                    LatentDAPS(annealing_steps=25, mcmc_steps=30, lr=3e-3, tau=1e6), 0.5, 0.3),
     "latent_reddiff": (LatentREDDiff(steps=100), LatentREDDiff(steps=100, obs_weight=0.0), 0.3, None),
 }
 
@@ -220,7 +223,7 @@ ONE_STEP = {
     # then the final latent optimisation (1 iteration)
     "latent_resample": (ReSample(steps=2, every=1, travel=1, pixel_iters=1, latent_iters=1, window=1),
                         dict(nfe=3, vjp=2, decoder_calls=5, decoder_vjp=3, encoder_calls=1, encoder_vjp=0)),
-    "latent_daps": (LatentDAPS(annealing_steps=1, ode_steps=1, langevin_steps=1),
+    "latent_daps": (LatentDAPS(annealing_steps=1, ode_steps=1, mcmc_steps=1),
                     dict(nfe=1, vjp=0, decoder_calls=2, decoder_vjp=1)),
     "latent_reddiff": (LatentREDDiff(steps=1), dict(nfe=1, vjp=0, decoder_calls=2, decoder_vjp=1, encoder_calls=1,
                                                     encoder_vjp=0)),
@@ -389,6 +392,32 @@ def test_resample_replays_the_official_sampler(monkeypatch):
     assert torch.allclose(z, ref["final"], atol=1e-4, rtol=1e-5), (z.flatten(), ref["final"].flatten())
     for options in (dict(code_quirks=False), dict(code_quirks=True, grid="uniform")):
         assert not torch.allclose(replay(**options), ref["final"], atol=1e-2), options
+
+
+@pytest.mark.parametrize("algo", ["langevin", "hmc"])
+def test_latent_daps_replays_the_official_sampler(monkeypatch, algo):
+    """The official latent DAPS (zhangbingliang2019/DAPS 098df6b: sampler.py LatentDAPS, its MCMC
+    sampler, EDM schedulers, Euler PF-ODE and LatentWrapper), run on the exact latent problem and
+    recorded by tests/fixtures/latent/record_daps.py: 8 levels, 2 ODE steps, 6 chain steps of
+    Langevin or HMC, from the same start with the same draws, the same images (2e-6 here). Changing
+    one of the code's conventions (its gradient clipping, its likelihood without 1/2, its ODE
+    steps) moves the result by 0.1 or more."""
+    ref = torch.load(FIXTURES / "latent" / "daps_reference.pt", weights_only=False)
+    prior, record = reference_latent_prior(ref), ref["records"][algo]
+
+    def replay(**options) -> torch.Tensor:
+        draws = [record["z_start"] / ref["settings"]["sigma_max"], *record["draws"]]
+        monkeypatch.setattr(latent_daps_module, "randn_per_sample",
+                            lambda generators, shape, like: draws.pop(0).clone())
+        out = LatentDAPS(**{**ref["settings"], "algo": algo, **options}).solve(
+            prior, DenseOperator(ref["A"]), ref["y"], sigma_y=ref["sigma_y"], generators=[make_generator(0)]).x0
+        assert not draws  # every recorded draw used, none missing
+        return out
+
+    out = replay()
+    assert torch.allclose(out, record["final"], atol=2e-5), (out.flatten(), record["final"].flatten())
+    for options in (dict(grad_clip=None), dict(tau=ref["settings"]["tau"] * 2**0.5), dict(ode_steps=3)):
+        assert not torch.allclose(replay(**options), record["final"], atol=1e-2), options
 
 
 def test_the_latent_study_compares_pixel_and_latent_solvers_on_the_same_measurements():

@@ -70,7 +70,10 @@ class DiffusionPrior(torch.nn.Module):
         raise NotImplementedError
 
     def predict(self, x_t: Tensor, t: Tensor | int, evaluations: int = 1) -> Prediction:
-        """Predict ``eps`` and ``x0`` from ``x_t`` at integer timesteps ``t`` (scalar or (B,)).
+        """Predict ``eps`` and ``x0`` from ``x_t`` at integer timesteps ``t`` (scalar or (B,)), or
+        at fractional ones (a floating-point ``t``: continuous noise levels, see
+        :meth:`~reddiff_bench.diffusion.VPSchedule.fractional_timestep`; the network gets the
+        fractional timestep).
 
         ``evaluations``: how many denoiser evaluations per image (per output sample) this call
         holds, when a solver stacks several per image into one batched call (RED-Diff parallel's K
@@ -79,7 +82,8 @@ class DiffusionPrior(torch.nn.Module):
             raise ValueError(
                 f"prior {self.name!r} takes inputs of shape {self.state_shape}, got {tuple(x_t.shape[1:])}"
             )
-        t = torch.as_tensor(t, device=x_t.device).long()
+        t = torch.as_tensor(t, device=x_t.device)
+        t = t.to(x_t.dtype) if t.is_floating_point() else t.long()
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
         out = self.network(x_t, t)
