@@ -134,7 +134,7 @@ class ReSample:
                 (grad,) = torch.autograd.grad(norm.sum(), z_t)
                 z = z - self.dps_scale * a_t * grad
             z = z.detach()
-            if 0 < index <= total - third and index % self.every == 0 and s >= 0:
+            if 0 < index <= total - third and index % self.every == 0:  # never the last step
                 z0_hat = self._travel(prior, z, pairs, i + 1)
                 if index >= third:
                     z0_y = self._fit_pixel(prior, operator, y, z0_hat) if self.pixel_iters else z0_hat
